@@ -1,0 +1,26 @@
+"""ASGI entry point: HTTP → Django (health, metrics, admin), WebSocket ``/transcribe`` → the
+consumer behind the handshake middleware, ``channel`` → the inference worker consumer."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openasr_site.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter  # noqa: E402
+
+from transcription.routing import websocket_application  # noqa: E402
+from transcription.worker import INFERENCE_CHANNEL, InferenceConsumer  # noqa: E402
+
+channel_application = ChannelNameRouter({INFERENCE_CHANNEL: InferenceConsumer.as_asgi()})
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": websocket_application,
+        "channel": channel_application,
+    }
+)

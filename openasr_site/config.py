@@ -1,0 +1,448 @@
+"""Server configuration: read once from the environment and ``server.toml``, validated, typed.
+
+Every setting has one entry in ``SETTINGS``: its environment variable (the C++ seed's names where
+the seed has one), its place in ``server.toml`` (``WSS_CONFIG_PATH``), its type, default and
+rule. Environment variables win over the file. A bad value stops start-up with a message that
+names the variable and what it accepts (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting has a value the server cannot run with; the message names the variable."""
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} has value {raw!r}: not a valid bool (use true or false)")
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name} has value {raw!r}: not an integer") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+            raise ConfigError(f"{name} has value {value}: must be an integer {bounds}")
+        return value
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name} has value {raw!r}: not a number") from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name} has value {value}: must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{name} has value {raw!r}: must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _str(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _list(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration knob: env name, attribute, ``server.toml`` place, parser, default."""
+
+    env: str
+    attr: str
+    parse: Callable[[str, str], Any]
+    default: str
+    toml: tuple[str, str] | None = None
+    doc: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- the C++ seed's variables, with the seed's defaults ---
+    Setting(
+        "WHISPER_MODEL_PATH",
+        "model_path",
+        _str,
+        "",
+        ("model", "path"),
+        "GGML model file; wins over WSS_MODEL. Empty: models/ggml-<WSS_MODEL>.bin",
+    ),
+    Setting(
+        "WSS_API_KEY",
+        "api_key",
+        _str,
+        "",
+        ("auth", "api_key"),
+        "Static API key accepted besides database keys (empty: none)",
+    ),
+    Setting("WSS_PORT", "port", _int(1, 65535), "9090", ("server", "port"), "Listen port"),
+    Setting("WSS_HOST", "host", _str, "0.0.0.0", ("server", "host"), "Bind address"),
+    Setting(
+        "WSS_MAX_SESSIONS",
+        "max_sessions",
+        _int(1, 100000),
+        "20",
+        ("server", "max_sessions"),
+        "Concurrent transcription sessions per node",
+    ),
+    Setting("WSS_LANGUAGE", "language", _str, "en", ("inference", "language"), "Default language"),
+    Setting(
+        "WSS_BEAM_SIZE",
+        "beam_size",
+        _int(1, 16),
+        "5",
+        ("inference", "beam_size"),
+        "Whisper beam size (1 = greedy)",
+    ),
+    Setting(
+        "WSS_INFERENCE_THREADS",
+        "inference_threads",
+        _int(1, 256),
+        "4",
+        ("inference", "threads"),
+        "Threads per inference (capped at the CPU count)",
+    ),
+    Setting(
+        "WSS_WINDOW_DURATION_MS",
+        "window_ms",
+        _int(1000, 60000),
+        "20000",
+        ("audio", "window_duration_ms"),
+        "Default window",
+    ),
+    Setting(
+        "WSS_OVERLAP_DURATION_MS",
+        "overlap_ms",
+        _int(0, 59999),
+        "2000",
+        ("audio", "overlap_duration_ms"),
+        "Default window overlap",
+    ),
+    Setting(
+        "WSS_LOG_LEVEL",
+        "log_level",
+        _choice("trace", "debug", "info", "warn", "warning", "error"),
+        "info",
+        ("logging", "level"),
+        "Log level",
+    ),
+    Setting(
+        "WSS_LOG_FORMAT",
+        "log_format",
+        _choice("text", "json"),
+        "text",
+        ("logging", "format"),
+        "text or json (one object per line)",
+    ),
+    # --- ours ---
+    Setting(
+        "WSS_MODEL",
+        "model_name",
+        _str,
+        "tiny.en",
+        ("model", "name"),
+        "Bundled model to use when WHISPER_MODEL_PATH is empty (tiny.en, base)",
+    ),
+    Setting(
+        "WSS_REQUIRE_AUTH",
+        "require_auth",
+        _bool,
+        "false",
+        ("auth", "require"),
+        "Refuse to start without any API key",
+    ),
+    Setting(
+        "WSS_TRUSTED_PROXIES",
+        "trusted_proxies",
+        _list,
+        "",
+        ("auth", "trusted_proxies"),
+        "Addresses whose X-Forwarded-For is believed (comma separated)",
+    ),
+    Setting(
+        "WSS_ALLOWED_ORIGINS",
+        "allowed_origins",
+        _list,
+        "",
+        ("auth", "allowed_origins"),
+        "Browser origins allowed to open a WebSocket (empty: same host only)",
+    ),
+    Setting(
+        "WSS_AUTH_FAILURE_LIMIT",
+        "auth_failure_limit",
+        _int(1),
+        "10",
+        ("auth", "failure_limit"),
+        "Auth failures per IP per window before HTTP 429",
+    ),
+    Setting(
+        "WSS_AUTH_FAILURE_WINDOW_S",
+        "auth_failure_window_s",
+        _int(1),
+        "60",
+        ("auth", "failure_window_s"),
+        "Window of the auth failure limit",
+    ),
+    Setting(
+        "WSS_API_KEY_CACHE_S",
+        "api_key_cache_s",
+        _float(0, 60),
+        "2",
+        ("auth", "key_cache_s"),
+        "How long a database key lookup is cached",
+    ),
+    Setting(
+        "WSS_MAX_CONNECTIONS",
+        "max_connections",
+        _int(1),
+        "100",
+        ("server", "max_connections"),
+        "Open WebSocket connections per node",
+    ),
+    Setting(
+        "WSS_MAX_FRAME_BYTES",
+        "max_frame_bytes",
+        _int(1024),
+        str(16 * 1024 * 1024),
+        ("server", "max_frame_bytes"),
+        "Largest WebSocket frame (close 1009 beyond)",
+    ),
+    Setting(
+        "WSS_IDLE_TIMEOUT_S",
+        "idle_timeout_s",
+        _int(1),
+        "120",
+        ("server", "idle_timeout_s"),
+        "Close a connection silent for this long",
+    ),
+    Setting(
+        "WSS_MAX_TRANSCRIPT_BYTES",
+        "max_transcript_bytes",
+        _int(1024),
+        str(1024 * 1024),
+        ("server", "max_transcript_bytes"),
+        "Transcript cap per session",
+    ),
+    Setting(
+        "WSS_MAX_SESSION_S",
+        "max_session_s",
+        _int(1),
+        "7200",
+        ("server", "max_session_s"),
+        "Session duration cap (audio time)",
+    ),
+    Setting(
+        "WSS_AUDIO_BUFFER_MS",
+        "audio_buffer_ms",
+        _int(1000, 600000),
+        "30000",
+        ("audio", "buffer_ms"),
+        "Audio waiting for transcription per session",
+    ),
+    Setting(
+        "WSS_MAX_MESSAGES_PER_S",
+        "max_messages_per_s",
+        _int(1),
+        "200",
+        ("server", "max_messages_per_s"),
+        "Per-session message rate limit",
+    ),
+    Setting(
+        "WSS_MAX_AUDIO_BYTES_PER_S",
+        "max_audio_bytes_per_s",
+        _int(1000),
+        "2000000",
+        ("server", "max_audio_bytes_per_s"),
+        "Per-session audio byte rate limit",
+    ),
+    Setting(
+        "WSS_BACKEND",
+        "backend",
+        _choice("shared", "pywhispercpp", "fake"),
+        "shared",
+        ("inference", "backend"),
+        "shared = one model copy for all contexts",
+    ),
+    Setting(
+        "WSS_WORKER_CONCURRENCY",
+        "worker_concurrency",
+        _int(1, 64),
+        "1",
+        ("inference", "worker_concurrency"),
+        "Inferences a worker runs at once",
+    ),
+    Setting(
+        "WSS_AUDIO_CTX",
+        "audio_ctx",
+        _choice("auto", "full"),
+        "auto",
+        ("inference", "audio_ctx"),
+        "auto: encode only the audio present; full: 30 s",
+    ),
+    Setting(
+        "WSS_INFERENCE_TIMEOUT_S",
+        "inference_timeout_s",
+        _float(1, 600),
+        "30",
+        ("inference", "timeout_s"),
+        "Re-send a window whose result is this late",
+    ),
+    Setting(
+        "WSS_INFERENCE_RETRIES",
+        "inference_retries",
+        _int(0, 10),
+        "2",
+        ("inference", "retries"),
+        "Re-sends of one window before giving up",
+    ),
+    Setting(
+        "WSS_VAD",
+        "vad",
+        _choice("silero", "energy", "off"),
+        "silero",
+        ("audio", "vad"),
+        "Speech gate",
+    ),
+    Setting(
+        "WSS_VAD_THRESHOLD",
+        "vad_threshold",
+        _float(0, 1),
+        "0.5",
+        ("audio", "vad_threshold"),
+        "Speech probability threshold",
+    ),
+    Setting(
+        "WSS_STREAMING_POLICY",
+        "streaming_policy",
+        _choice("windowed", "local_agreement"),
+        "windowed",
+        ("audio", "streaming_policy"),
+        "How windows are chosen and merged",
+    ),
+    Setting(
+        "WSS_CHECKPOINT_TTL_S",
+        "checkpoint_ttl_s",
+        _int(60),
+        "86400",
+        ("checkpoints", "ttl_s"),
+        "How long checkpoints stay resumable",
+    ),
+    Setting(
+        "WSS_ACCEPT_UNSIGNED_CHECKPOINTS",
+        "accept_unsigned_checkpoints",
+        _bool,
+        "false",
+        ("checkpoints", "accept_unsigned"),
+        "Accept C++-server checkpoints (no signature)",
+    ),
+    Setting(
+        "WSS_SHUTDOWN_GRACE_S",
+        "shutdown_grace_s",
+        _float(0, 600),
+        "25",
+        ("server", "shutdown_grace_s"),
+        "Time to finish live sessions on SIGTERM",
+    ),
+    Setting(
+        "REDIS_URL",
+        "redis_url",
+        _str,
+        "",
+        ("redis", "url"),
+        "Redis for channel layer, checkpoints, rate limits; empty: in-process",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The validated configuration of this process (see ``SETTINGS`` for meaning)."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def effective_threads(self) -> int:
+        """Threads per inference: more than the CPUs only slows whisper.cpp down."""
+        return max(1, min(self.inference_threads, os.cpu_count() or 1))
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"WSS_CONFIG_PATH: {path} is not valid TOML: {exc}") from None
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Read every setting (env over ``server.toml`` over default) and check invariants."""
+    env = os.environ if environ is None else environ
+    config_path = env.get("WSS_CONFIG_PATH", "config/server.toml")
+    path = Path(config_path)
+    if not path.is_absolute():
+        path = BASE_DIR / path
+    file_values: dict[str, Any] = {}
+    if path.is_file():
+        file_values = _load_toml(path)
+    elif "WSS_CONFIG_PATH" in env:
+        raise ConfigError(f"WSS_CONFIG_PATH: {config_path} does not exist")
+
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw: str | None = env.get(setting.env)
+        if raw is None and setting.toml is not None:
+            section, key = setting.toml
+            found = file_values.get(section, {}).get(key)
+            if found is not None:
+                raw = ",".join(found) if isinstance(found, list) else str(found)
+                if isinstance(found, bool):
+                    raw = str(found).lower()
+        values[setting.attr] = setting.parse(setting.env, setting.default if raw is None else raw)
+
+    if values["overlap_ms"] >= values["window_ms"]:
+        raise ConfigError(
+            "WSS_OVERLAP_DURATION_MS must be smaller than WSS_WINDOW_DURATION_MS "
+            f"({values['overlap_ms']} >= {values['window_ms']})"
+        )
+    if values["redis_url"] and not values["redis_url"].startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(f"REDIS_URL has value {values['redis_url']!r}: must be a redis:// URL")
+    return ServerConfig(values)

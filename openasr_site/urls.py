@@ -1,0 +1,10 @@
+"""HTTP routes: health probes, Prometheus metrics, the admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("health.urls")),
+    path("", include("django_prometheus.urls")),
+    path("admin/", admin.site.urls),
+]

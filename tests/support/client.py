@@ -1,0 +1,117 @@
+"""A minimal protocol client for tests: stream audio, honour backpressure, collect events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+
+
+@dataclass
+class StreamResult:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]
+
+    @property
+    def ack(self) -> dict[str, Any]:
+        return self.of("speech.config.ack")[0]
+
+    @property
+    def session_id(self) -> str:
+        return str(self.ack["payload"]["session_id"])
+
+    @property
+    def phrases(self) -> list[dict[str, Any]]:
+        return [
+            e["payload"] for e in self.of("speech.phrase") if e["payload"]["status"] == "Success"
+        ]
+
+    @property
+    def phrase_text(self) -> str:
+        return " ".join(p["text"] for p in self.phrases if p["text"])
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        ends = [e for e in self.of("speech.phrase") if e["payload"]["status"] == "EndOfStream"]
+        return ends[-1]["payload"] if ends else None
+
+    @property
+    def last_checkpoint(self) -> dict[str, Any] | None:
+        cps = self.of("speech.checkpoint")
+        return cps[-1]["payload"] if cps else None
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [e["payload"] for e in self.of("speech.error")]
+
+
+def config(**overrides: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "language": "en",
+        "sample_rate": 16000,
+        "encoding": "pcm_s16le",
+        "window_duration_ms": 5000,
+        "overlap_duration_ms": 500,
+    }
+    payload.update(overrides)
+    return payload
+
+
+def pcm_chunks(pcm: bytes, sample_rate: int, chunk_ms: int = 200) -> list[bytes]:
+    size = sample_rate * 2 * chunk_ms // 1000
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+async def stream(
+    url: str,
+    frames: Iterable[bytes],
+    payload: Mapping[str, Any],
+    *,
+    frame_ms: int = 200,
+    realtime: bool = False,
+    headers: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
+    timeout: float = 240,
+    end: bool = True,
+) -> StreamResult:
+    """Open a session, send ``frames`` (paced in real time or as fast as backpressure allows),
+    send ``speech.end`` and collect every event until the server closes."""
+    result = StreamResult()
+    may_send = asyncio.Event()
+    may_send.set()
+    async with websockets.connect(url, additional_headers=headers, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "speech.config", "payload": dict(payload)}))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        result.events.append(ack)
+        if ack["type"] != "speech.config.ack":
+            return result
+
+        async def receive() -> None:
+            async for raw in ws:
+                event = json.loads(raw)
+                result.events.append(event)
+                if event["type"] == "speech.backpressure":
+                    if event["payload"]["action"] == "slow_down":
+                        may_send.clear()
+                    else:
+                        may_send.set()
+
+        receiver = asyncio.ensure_future(receive())
+        for frame in frames:
+            await asyncio.wait_for(may_send.wait(), timeout)
+            await ws.send(frame)
+            await asyncio.sleep(frame_ms / 1000 if realtime else 0)
+        if end:
+            await ws.send(json.dumps({"type": "speech.end", "payload": {}}))
+        try:
+            await asyncio.wait_for(receiver, timeout)
+        except websockets.ConnectionClosed:
+            pass
+        result.close_code = ws.close_code
+    return result

@@ -1,0 +1,175 @@
+"""Checkpoints: signed, stored server-side, and turned back into a session on resume.
+
+Normative: PROTOCOL.md "Checkpoints and resume". A checkpoint the client hands back is trusted
+only with a valid HMAC ``signature`` made from the server's secret (``salted_hmac``), so any
+node of the deployment can verify it and nobody can forge one. Stores are shaped like Django's
+session backends: ``aload`` / ``asave`` / ``adelete``, JSON values, a TTL, one key builder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from transcription.protocol import ClientError, ErrorCode
+from transcription.session import ResumeState
+from transcription.transcript import Transcript
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "openasr:checkpoint:"
+SIGNATURE_FIELD = "signature"
+OWNER_FIELD = "key_id"
+_SALT = "openasr.checkpoint"
+
+
+def checkpoint_key(session_id: str) -> str:
+    """The Redis key of a session's checkpoint."""
+    return f"{KEY_PREFIX}{session_id}"
+
+
+def _canonical(checkpoint: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in checkpoint.items() if k != SIGNATURE_FIELD}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sign(checkpoint: Mapping[str, Any], key_id: str | None) -> dict[str, Any]:
+    """Return the checkpoint with its owner (API key id) and HMAC signature added."""
+    signed = dict(checkpoint)
+    signed[OWNER_FIELD] = key_id or ""
+    signed[SIGNATURE_FIELD] = salted_hmac(_SALT, _canonical(signed), algorithm="sha256").hexdigest()
+    return signed
+
+
+def verify(checkpoint: Mapping[str, Any]) -> bool:
+    """True when the signature matches (this deployment issued this exact checkpoint)."""
+    signature = checkpoint.get(SIGNATURE_FIELD)
+    if not isinstance(signature, str):
+        return False
+    expected = salted_hmac(_SALT, _canonical(checkpoint), algorithm="sha256").hexdigest()
+    return constant_time_compare(signature, expected)
+
+
+class CheckpointStore(Protocol):
+    """Where checkpoints live between connections (Redis across nodes, memory on one node)."""
+
+    async def aload(self, session_id: str) -> dict[str, Any] | None: ...
+
+    async def asave(self, session_id: str, checkpoint: Mapping[str, Any]) -> None: ...
+
+    async def adelete(self, session_id: str) -> None: ...
+
+
+class InMemoryCheckpointStore:
+    """Single-node store (no ``REDIS_URL``): same behaviour, lost on restart."""
+
+    def __init__(self, ttl_s: int) -> None:
+        self.ttl_s = ttl_s
+        self._data: dict[str, tuple[float, str]] = {}
+
+    async def aload(self, session_id: str) -> dict[str, Any] | None:
+        item = self._data.get(checkpoint_key(session_id))
+        if item is None or item[0] < time.monotonic():
+            return None
+        return json.loads(item[1])
+
+    async def asave(self, session_id: str, checkpoint: Mapping[str, Any]) -> None:
+        now = time.monotonic()
+        if len(self._data) > 10000:  # bound memory: drop expired entries
+            self._data = {k: v for k, v in self._data.items() if v[0] >= now}
+        self._data[checkpoint_key(session_id)] = (now + self.ttl_s, json.dumps(checkpoint))
+
+    async def adelete(self, session_id: str) -> None:
+        self._data.pop(checkpoint_key(session_id), None)
+
+
+class RedisCheckpointStore:
+    """Checkpoints in Redis with a TTL, so a client can resume on any node."""
+
+    def __init__(self, url: str, ttl_s: int) -> None:
+        import redis.asyncio as aioredis
+
+        self.ttl_s = ttl_s
+        self._redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    async def aload(self, session_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(checkpoint_key(session_id))
+        return None if raw is None else json.loads(raw)
+
+    async def asave(self, session_id: str, checkpoint: Mapping[str, Any]) -> None:
+        await self._redis.set(checkpoint_key(session_id), json.dumps(checkpoint), ex=self.ttl_s)
+
+    async def adelete(self, session_id: str) -> None:
+        await self._redis.delete(checkpoint_key(session_id))
+
+
+_store: CheckpointStore | None = None
+
+
+def get_store() -> CheckpointStore:
+    """The process's store, chosen by ``REDIS_URL``."""
+    global _store
+    if _store is None:
+        cfg = settings.OPENASR
+        if cfg.redis_url:
+            _store = RedisCheckpointStore(cfg.redis_url, cfg.checkpoint_ttl_s)
+        else:
+            _store = InMemoryCheckpointStore(cfg.checkpoint_ttl_s)
+    return _store
+
+
+def _not_found(reason: str) -> ClientError:
+    return ClientError(ErrorCode.SESSION_NOT_FOUND, f"Cannot resume: {reason}")
+
+
+async def resolve_resume(
+    resume: Mapping[str, Any], key_id: str | None, store: CheckpointStore
+) -> tuple[str, ResumeState]:
+    """Turn a ``resume_checkpoint`` (full object or ``{"session_id"}``) into a session id and
+    restored state, or raise ``SESSION_NOT_FOUND`` naming the reason."""
+    session_id = resume.get("session_id")
+    if not isinstance(session_id, str) or not 0 < len(session_id) <= 64:
+        raise ClientError(
+            ErrorCode.INVALID_MESSAGE, "Invalid 'resume_checkpoint.session_id': must be a string"
+        )
+    if set(resume) <= {"session_id"}:
+        checkpoint = await store.aload(session_id)
+        if checkpoint is None:
+            raise _not_found(f"no checkpoint for session {session_id} (expired or unknown)")
+    else:
+        checkpoint = dict(resume)
+        if SIGNATURE_FIELD not in checkpoint:
+            if not settings.OPENASR.accept_unsigned_checkpoints:
+                raise _not_found("the checkpoint is not signed by this service")
+            checkpoint[OWNER_FIELD] = key_id or ""
+        elif not verify(checkpoint):
+            raise _not_found("the checkpoint's signature does not match (edited or forged)")
+    if (checkpoint.get(OWNER_FIELD) or "") != (key_id or ""):
+        raise _not_found("the checkpoint belongs to another API key")
+    return session_id, restore(checkpoint)
+
+
+def restore(checkpoint: Mapping[str, Any]) -> ResumeState:
+    """Rebuild the transcript and timeline position from a verified checkpoint."""
+    try:
+        last_audio_ms = int(checkpoint.get("last_audio_ms", 0))
+        text = str(checkpoint.get("full_transcript", ""))
+        words = checkpoint.get("words") or []
+    except (TypeError, ValueError):
+        raise _not_found("the checkpoint is malformed") from None
+    if last_audio_ms < 0:
+        raise _not_found("the checkpoint is malformed")
+    transcript = Transcript.from_text(text, last_audio_ms)
+    if words:
+        try:
+            tail = Transcript.from_json({"words": words})
+        except (KeyError, TypeError, ValueError):
+            raise _not_found("the checkpoint's word timeline is malformed") from None
+        transcript = Transcript.from_text_and_tail(text, tail.words)
+    return ResumeState(transcript=transcript, last_audio_ms=last_audio_ms)

@@ -1,0 +1,426 @@
+"""The WebSocket consumer at ``/transcribe``: a thin shell around ``Session``.
+
+It moves bytes between the socket, the sans-IO ``Session`` and the channel layer, and owns what
+needs I/O: the connection state machine (PROTOCOL.md "Session state machine"), job submission
+with timeouts and retries (the worker contract of ``worker.py``), checkpoint storage and resume,
+limits, and metrics. Every client mistake is a ``ClientError`` and goes through ``_send_error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any
+
+from channels.exceptions import ChannelFull
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from openasr_site.logconfig import key_name_var, session_id_var
+from transcription import checkpoints, metrics, protocol
+from transcription.modelinfo import ModelInfo, resolve_serving_model
+from transcription.protocol import ClientError, ConfigDefaults, ErrorCode, SpeechConfig, SpeechEnd
+from transcription.registry import NODE
+from transcription.session import Job, Outputs, ResumeState, Session, SessionLimits, State
+from transcription.worker import (
+    INFERENCE_CHANNEL,
+    JOB_TYPE,
+    encode_samples,
+    ensure_inprocess_worker,
+    segments_from_wire,
+)
+
+log = logging.getLogger(__name__)
+
+IDLE_CHECK_INTERVAL_S = 1.0
+
+
+def new_session_id() -> str:
+    """128-bit random hex (PROTOCOL.md / seed ``session_id``)."""
+    return secrets.token_hex(16)
+
+
+class RateWindow:
+    """Counts messages and bytes per one-second window for the per-session limits."""
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.window_start = time.monotonic()
+        self.messages = 0
+        self.bytes = 0
+
+    def allow(self, size: int) -> bool:
+        now = time.monotonic()
+        if now - self.window_start >= 1.0:
+            self.window_start, self.messages, self.bytes = now, 0, 0
+        self.messages += 1
+        self.bytes += size
+        return self.messages <= self.max_messages and self.bytes <= self.max_bytes
+
+
+class TranscriptionConsumer(AsyncWebsocketConsumer):
+    """One client connection; at most one session."""
+
+    state: State
+    session: Session | None
+
+    async def connect(self) -> None:
+        """Called on the upgrade request (auth already passed in the middleware)."""
+        cfg = settings.OPENASR
+        ensure_inprocess_worker()
+        self.state = State.CONNECTED
+        self.session = None
+        self.key: dict[str, str] | None = self.scope.get("openasr.key")
+        self.model: ModelInfo = resolve_serving_model(cfg)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.pending: dict[str, Any] | None = None  # the job in flight, for retries
+        self.watchdog: asyncio.Task[Any] | None = None
+        self.last_activity = time.monotonic()
+        self.rate = RateWindow(cfg.max_messages_per_s, cfg.max_audio_bytes_per_s)
+        self.counted = False
+        if NODE.connections >= cfg.max_connections or NODE.draining:
+            metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+            await self.close(code=protocol.CLOSE_TRY_AGAIN)
+            return
+        self.counted = True
+        NODE.connection_opened()
+        metrics.CONNECTIONS.inc()
+        key_name_var.set(self.key["name"] if self.key else None)
+        await self.accept(self.scope.get("openasr.subprotocol"))
+        self._spawn(self._idle_watchdog())
+
+    async def disconnect(self, code: int) -> None:
+        """Called when the socket closes, for any reason: leave nothing behind."""
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        if self.pending is not None:
+            NODE.job_finished()
+            self.pending = None
+        if self.session is not None:
+            NODE.session_ended(self.session.session_id)
+            metrics.SESSIONS_DESTROYED.inc()
+            log.info("session closed (code %s)", code)
+            self.session = None
+        if self.counted:
+            NODE.connection_closed()
+            self.counted = False
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Called for each WebSocket frame; one error funnel for client mistakes."""
+        self.last_activity = time.monotonic()
+        size = len(bytes_data) if bytes_data is not None else len(text_data or "")
+        try:
+            if not self.rate.allow(size):
+                raise ClientError(
+                    ErrorCode.RATE_LIMITED,
+                    f"Too many messages: at most {self.rate.max_messages} messages and "
+                    f"{self.rate.max_bytes} bytes per second per session",
+                )
+            if bytes_data is not None:
+                await self._on_audio(bytes_data)
+            elif text_data is not None:
+                message = protocol.parse_client_message(text_data, self._defaults())
+                if isinstance(message, SpeechConfig):
+                    await self._on_speech_config(message)
+                elif isinstance(message, SpeechEnd):
+                    await self._on_speech_end()
+        except ClientError as exc:
+            await self._send_error(exc)
+
+    # --- client messages ---
+
+    async def _on_speech_config(self, config: SpeechConfig) -> None:
+        if self.state is not State.CONNECTED:
+            raise ClientError(ErrorCode.INVALID_STATE, "speech.config was already received")
+        cfg = settings.OPENASR
+        if not self.model.multilingual and config.language.lower() not in {"en", "en-us", "en-gb"}:
+            raise protocol.invalid(
+                f"Invalid 'language': the serving model {self.model.model_id} is English-only"
+            )
+        if NODE.active_sessions >= cfg.max_sessions or NODE.draining:
+            metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+            raise ClientError(
+                ErrorCode.SESSION_LIMIT,
+                f"Maximum concurrent sessions reached ({cfg.max_sessions}); try again later",
+            )
+        resume: ResumeState | None = None
+        session_id = new_session_id()
+        if config.resume_checkpoint is not None:
+            session_id, resume = await checkpoints.resolve_resume(
+                config.resume_checkpoint, self._key_id(), checkpoints.get_store()
+            )
+            if session_id in NODE.sessions:
+                raise ClientError(
+                    ErrorCode.SESSION_NOT_FOUND,
+                    f"Cannot resume: session {session_id} is live on another connection",
+                )
+        session = Session(
+            session_id,
+            config,
+            self._limits(),
+            model_id=self.model.model_id,
+            resume=resume,
+            signer=lambda cp: checkpoints.sign(cp, self._key_id()),
+        )
+        self.session = session
+        self.state = State.CONFIGURED
+        session_id_var.set(session_id)
+        NODE.session_started(session_id, self.channel_name)
+        metrics.SESSIONS_CREATED.inc()
+        if self.key:
+            metrics.KEY_SESSIONS.labels(key_name=self.key["name"]).inc()
+        log.info(
+            "session %s (%s, %d Hz, window %d/%d ms, model %s)",
+            "resumed" if resume else "created",
+            config.encoding,
+            config.sample_rate,
+            config.window_duration_ms,
+            config.overlap_duration_ms,
+            self.model.model_id,
+        )
+        extra: dict[str, Any] = {}
+        if resume is not None:
+            extra["resumed"] = True
+            extra["last_audio_ms"] = resume.last_audio_ms
+        await self.send(
+            text_data=protocol.config_ack_event(
+                session_id, config.effective(self.model.model_id), **extra
+            )
+        )
+
+    async def _on_audio(self, data: bytes) -> None:
+        if self.session is None or self.state is not State.CONFIGURED:
+            if self.state is State.CONNECTED:
+                raise ClientError(ErrorCode.INVALID_STATE, "Audio before speech.config")
+            raise ClientError(ErrorCode.INVALID_STATE, "Audio after speech.end")
+        if not data:
+            return  # an empty frame is ignored (PROTOCOL.md "Audio")
+        metrics.AUDIO_BYTES_RECEIVED.inc(len(data))
+        metrics.AUDIO_CHUNKS_RECEIVED.inc()
+        await self._apply(self.session.feed_audio(data))
+
+    async def _on_speech_end(self) -> None:
+        if self.session is None or self.state is State.CONNECTED:
+            raise ClientError(ErrorCode.INVALID_STATE, "speech.end before speech.config")
+        if self.state is not State.CONFIGURED:
+            raise ClientError(ErrorCode.INVALID_STATE, "speech.end was already received")
+        self.state = State.ENDING
+        await self._apply(self.session.end())
+
+    # --- channel-layer events ---
+
+    async def asr_accepted(self, message: dict[str, Any]) -> None:
+        """A worker started our window: restart the timeout for the inference itself."""
+        if self._is_current(message):
+            self.pending["accepted_at"] = time.monotonic()  # type: ignore[index]
+            self._arm_watchdog()
+
+    async def asr_result(self, message: dict[str, Any]) -> None:
+        """A worker finished a window (or failed it)."""
+        if self.session is None or not self._is_current(message):
+            return  # stale: a retried window answered twice, or the session is gone
+        pending = self.pending
+        assert pending is not None
+        if not message.get("ok"):
+            log.warning(
+                "window %s failed on a worker: %s",
+                message.get("window_index"),
+                message.get("error"),
+            )
+            await self._retry(pending, reason="worker error")
+            return
+        self._clear_pending()
+        try:
+            outputs = self.session.on_result(
+                int(message["window_index"]), segments_from_wire(message["segments"])
+            )
+            await self._apply(outputs)
+            metrics.WINDOW_LATENCY.observe(time.monotonic() - pending["window_complete_at"])
+        except ClientError as exc:
+            await self._send_error(exc)
+
+    # --- outgoing ---
+
+    async def _apply(self, outputs: Outputs) -> None:
+        """Send a session's events in order, store its checkpoint, submit its jobs, close."""
+        for event in outputs.events:
+            await self.send(text_data=event)
+        if outputs.backpressure_events:
+            metrics.BACKPRESSURE_EVENTS.inc(outputs.backpressure_events)
+        if outputs.windows_skipped:
+            metrics.VAD_SKIPPED_WINDOWS.inc(outputs.windows_skipped)
+        if outputs.checkpoint is not None and self.session is not None:
+            await self._store_checkpoint(outputs.checkpoint)
+        for job in outputs.jobs:
+            await self._submit(job)
+        if outputs.close_code is not None:
+            self.state = State.ENDED
+            await self.close(code=outputs.close_code)
+
+    async def _send_error(self, exc: ClientError) -> None:
+        metrics.ERRORS.inc()
+        sid = self.session.session_id if self.session else None
+        log.info("client error %s: %s", exc.code, exc.message)
+        await self.send(text_data=protocol.error_event(sid, exc.code, exc.message))
+        if exc.close_code is not None:
+            await self.close(code=exc.close_code)
+
+    async def _store_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        assert self.session is not None
+        try:
+            await checkpoints.get_store().asave(self.session.session_id, checkpoint)
+        except Exception:
+            # The client still got the checkpoint; resume with the full object works.
+            metrics.REDIS_ERRORS.labels(operation="checkpoint_save").inc()
+            log.warning("could not store the checkpoint", exc_info=True)
+
+    # --- inference jobs ---
+
+    async def _submit(self, job: Job) -> None:
+        assert self.session is not None
+        self.pending = {
+            "job": job,
+            "attempt": 0,
+            "window_complete_at": time.monotonic(),
+        }
+        NODE.job_submitted()
+        await self._send_job()
+
+    async def _send_job(self) -> None:
+        pending = self.pending
+        assert pending is not None and self.session is not None
+        job: Job = pending["job"]
+        message = {
+            "type": JOB_TYPE,
+            "reply_channel": self.channel_name,
+            "session_id": self.session.session_id,
+            "window_index": job.window_index,
+            "attempt": pending["attempt"],
+            "audio": encode_samples(job.samples),
+            "language": job.language,
+            "prompt": job.prompt,
+            "beam_size": job.beam_size,
+            "n_threads": job.n_threads,
+            "audio_ctx": job.audio_ctx,
+            "enqueued_at": time.time(),
+        }
+        metrics.INFERENCE_JOBS_SUBMITTED.inc()
+        try:
+            await self.channel_layer.send(INFERENCE_CHANNEL, message)
+        except ChannelFull:
+            metrics.INFERENCE_JOBS_DROPPED.inc()
+            log.warning("inference queue full; window %d will be re-sent", job.window_index)
+        except Exception:
+            metrics.REDIS_ERRORS.labels(operation="job_send").inc()
+            log.warning("could not submit window %d", job.window_index, exc_info=True)
+        self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        self.watchdog = self._spawn(self._job_watchdog())
+
+    async def _job_watchdog(self) -> None:
+        await asyncio.sleep(settings.OPENASR.inference_timeout_s)
+        if self.pending is not None:
+            self.watchdog = None
+            await self._retry(self.pending, reason="timeout")
+
+    async def _retry(self, pending: dict[str, Any], *, reason: str) -> None:
+        """Re-send the window in flight (same index: the session ignores a late duplicate)."""
+        cfg = settings.OPENASR
+        if pending["attempt"] >= cfg.inference_retries:
+            self._clear_pending()
+            await self._send_error(
+                ClientError(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    f"No inference worker answered for window {pending['job'].window_index} "
+                    f"after {cfg.inference_retries + 1} attempts ({reason}); the last checkpoint "
+                    "is stored: resume with it later",
+                    close_code=protocol.CLOSE_TRY_AGAIN,
+                )
+            )
+            return
+        pending["attempt"] += 1
+        metrics.INFERENCE_RETRIES.inc()
+        log.warning(
+            "re-sending window %d (attempt %d, %s)",
+            pending["job"].window_index,
+            pending["attempt"],
+            reason,
+        )
+        await self._send_job()
+
+    def _is_current(self, message: dict[str, Any]) -> bool:
+        return (
+            self.pending is not None
+            and message.get("window_index") == self.pending["job"].window_index
+        )
+
+    def _clear_pending(self) -> None:
+        if self.pending is not None:
+            self.pending = None
+            NODE.job_finished()
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+
+    # --- helpers ---
+
+    async def _idle_watchdog(self) -> None:
+        timeout = settings.OPENASR.idle_timeout_s
+        while True:
+            await asyncio.sleep(min(IDLE_CHECK_INTERVAL_S, timeout))
+            busy = self.pending is not None or self.state is State.ENDING
+            if not busy and time.monotonic() - self.last_activity > timeout:
+                await self._send_error(
+                    ClientError(
+                        ErrorCode.INVALID_STATE,
+                        f"Idle timeout: no message for {timeout} s; closing",
+                        close_code=protocol.CLOSE_POLICY,
+                    )
+                )
+                return
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def _key_id(self) -> str | None:
+        return self.key["id"] if self.key else None
+
+    def _defaults(self) -> ConfigDefaults:
+        cfg = settings.OPENASR
+        return ConfigDefaults(
+            language=cfg.language,
+            window_duration_ms=cfg.window_ms,
+            overlap_duration_ms=cfg.overlap_ms,
+            model_id=self.model.model_id,
+        )
+
+    def _limits(self) -> SessionLimits:
+        cfg = settings.OPENASR
+        return SessionLimits(
+            audio_buffer_ms=cfg.audio_buffer_ms,
+            max_transcript_bytes=cfg.max_transcript_bytes,
+            max_session_ms=cfg.max_session_s * 1000,
+            vad=cfg.vad,
+            vad_threshold=cfg.vad_threshold,
+            streaming_policy=cfg.streaming_policy,
+            beam_size=cfg.beam_size,
+            n_threads=cfg.effective_threads,
+            audio_ctx_auto=cfg.audio_ctx == "auto",
+        )

@@ -1,0 +1,90 @@
+"""Every Prometheus metric of the server, declared once.
+
+The ``openasr_*`` names, types, help text and buckets are the C++ seed's ("Prometheus Metrics");
+django-prometheus serves them at ``/metrics`` from the default registry. Metrics beyond the seed
+have names of their own (PROTOCOL.md "Operations").
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# --- gauges ---
+ACTIVE_SESSIONS = Gauge(
+    "openasr_active_sessions",
+    "Current number of transcription sessions",
+    multiprocess_mode="livesum",
+)
+ACTIVE_CONNECTIONS = Gauge(
+    "openasr_active_connections", "Current WebSocket connections", multiprocess_mode="livesum"
+)
+INFERENCE_QUEUE_DEPTH = Gauge(
+    "openasr_inference_queue_depth", "Inference jobs waiting in queue", multiprocess_mode="livesum"
+)
+
+# --- counters (prometheus_client appends _total to the sample name) ---
+CONNECTIONS = Counter("openasr_connections", "Total WebSocket connections")
+CONNECTIONS_REJECTED_AUTH = Counter(
+    "openasr_connections_rejected_auth", "Connections rejected (401 Unauthorized)"
+)
+CONNECTIONS_REJECTED_LIMIT = Counter(
+    "openasr_connections_rejected_limit", "Connections rejected (limit reached)"
+)
+SESSIONS_CREATED = Counter("openasr_sessions_created", "Sessions created")
+SESSIONS_DESTROYED = Counter("openasr_sessions_destroyed", "Sessions destroyed")
+AUDIO_BYTES_RECEIVED = Counter("openasr_audio_bytes_received", "Audio data received (bytes)")
+AUDIO_CHUNKS_RECEIVED = Counter("openasr_audio_chunks_received", "Binary WebSocket frames received")
+INFERENCE_JOBS_SUBMITTED = Counter(
+    "openasr_inference_jobs_submitted", "Inference jobs submitted to thread pool"
+)
+INFERENCE_JOBS_COMPLETED = Counter(
+    "openasr_inference_jobs_completed", "Inference jobs completed successfully"
+)
+INFERENCE_JOBS_DROPPED = Counter(
+    "openasr_inference_jobs_dropped", "Inference jobs dropped (queue full)"
+)
+TRANSCRIPTION_SEGMENTS = Counter(
+    "openasr_transcription_segments", "Transcription segments produced"
+)
+ERRORS = Counter("openasr_errors", "Errors sent to clients")
+BACKPRESSURE_EVENTS = Counter("openasr_backpressure_events", "Backpressure signals sent")
+
+# --- histograms ---
+INFERENCE_DURATION = Histogram(
+    "openasr_inference_duration_seconds",
+    "Per-window inference time",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+AUDIO_WINDOW_DURATION = Histogram(
+    "openasr_audio_window_duration_seconds",
+    "Audio window size",
+    buckets=(1, 2, 5, 10, 20, 30, 60),
+)
+
+# --- beyond the seed ---
+REAL_TIME_FACTOR = Histogram(
+    "openasr_inference_real_time_factor",
+    "Inference time divided by the audio duration of the window",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5),
+)
+WINDOW_LATENCY = Histogram(
+    "openasr_window_latency_seconds",
+    "End-to-end window latency: window complete to speech.phrase sent",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60),
+)
+QUEUE_WAIT = Histogram(
+    "openasr_inference_queue_wait_seconds",
+    "Time a window waited between submission and the start of inference",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+INFERENCE_RETRIES = Counter(
+    "openasr_inference_retries", "Windows re-sent because their result did not come back in time"
+)
+VAD_SKIPPED_WINDOWS = Counter(
+    "openasr_vad_skipped_windows", "Windows not transcribed because the speech gate found no speech"
+)
+REDIS_ERRORS = Counter("openasr_redis_errors", "Redis operations that failed", ["operation"])
+KEY_SESSIONS = Counter("openasr_key_sessions", "Sessions created per API key name", ["key_name"])
+AUDIO_REFUSED_MS = Counter(
+    "openasr_audio_refused_ms", "Audio refused because the session buffer was full (ms)"
+)

@@ -1,0 +1,52 @@
+"""What this node is doing right now: connections, live sessions, windows in flight.
+
+One process-wide object read by ``/health``, ``/ready``, admission and the metrics gauges. It
+lives on the event loop thread only (no locks needed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transcription import metrics
+
+
+@dataclass
+class NodeState:
+    """Counters of this daphne process; the consumer updates them, health reads them."""
+
+    connections: int = 0
+    sessions: dict[str, str] = field(default_factory=dict)  # session id → consumer channel
+    inference_pending: int = 0
+    draining: bool = False
+
+    def connection_opened(self) -> None:
+        self.connections += 1
+        metrics.ACTIVE_CONNECTIONS.set(self.connections)
+
+    def connection_closed(self) -> None:
+        self.connections = max(0, self.connections - 1)
+        metrics.ACTIVE_CONNECTIONS.set(self.connections)
+
+    def session_started(self, session_id: str, channel: str) -> None:
+        self.sessions[session_id] = channel
+        metrics.ACTIVE_SESSIONS.set(len(self.sessions))
+
+    def session_ended(self, session_id: str) -> None:
+        if self.sessions.pop(session_id, None) is not None:
+            metrics.ACTIVE_SESSIONS.set(len(self.sessions))
+
+    def job_submitted(self) -> None:
+        self.inference_pending += 1
+        metrics.INFERENCE_QUEUE_DEPTH.set(self.inference_pending)
+
+    def job_finished(self) -> None:
+        self.inference_pending = max(0, self.inference_pending - 1)
+        metrics.INFERENCE_QUEUE_DEPTH.set(self.inference_pending)
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self.sessions)
+
+
+NODE = NodeState()
