@@ -223,6 +223,14 @@ SETTINGS: tuple[Setting, ...] = (
         "How long a database key lookup is cached",
     ),
     Setting(
+        "WSS_KEY_ROTATION_GRACE_S",
+        "key_rotation_grace_s",
+        _int(0),
+        "86400",
+        ("auth", "key_rotation_grace_s"),
+        "How long a rotated API key keeps working next to its replacement",
+    ),
+    Setting(
         "WSS_MAX_CONNECTIONS",
         "max_connections",
         _int(1),
@@ -373,6 +381,14 @@ SETTINGS: tuple[Setting, ...] = (
         "25",
         ("server", "shutdown_grace_s"),
         "Time to finish live sessions on SIGTERM",
+    ),
+    Setting(
+        "WSS_FAKE_BACKEND_RTF",
+        "fake_backend_rtf",
+        _float(0, 100),
+        "0.05",
+        ("inference", "fake_rtf"),
+        "Test only: speed of WSS_BACKEND=fake (seconds per audio second)",
     ),
     Setting(
         "REDIS_URL",

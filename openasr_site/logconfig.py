@@ -41,6 +41,13 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class DropExpected503(logging.Filter):
+    """``/ready`` answers 503 by design while not ready; Django would log each as an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "status_code", None) != 503
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
@@ -80,13 +87,13 @@ def build_logging_config(level: str, fmt: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": ContextFilter}},
+        "filters": {"context": {"()": ContextFilter}, "no503": {"()": DropExpected503}},
         "formatters": {"main": formatter},
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": "main",
-                "filters": ["context"],
+                "filters": ["context", "no503"],
             }
         },
         "root": {"handlers": ["console"], "level": _LEVELS[level]},

@@ -105,6 +105,9 @@ def _build_server_classes() -> tuple[type, type]:
         def ws_factory(self, factory: Any) -> None:
             # Server.run() builds its WebSocketFactory itself; swap in our protocol class.
             factory.protocol = DenialWebSocketProtocol
+            # Send the close frame (1009 for an oversized message) before dropping the TCP
+            # connection, so the client learns why (autobahn drops silently by default).
+            factory.setProtocolOptions(failByDrop=False)
             self._ws_factory = factory
 
         def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:

@@ -9,6 +9,7 @@ limits, and metrics. Every client mistake is a ``ClientError`` and goes through 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
@@ -73,7 +74,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         ensure_inprocess_worker()
         self.state = State.CONNECTED
         self.session = None
-        self.key: dict[str, str] | None = self.scope.get("openasr.key")
+        self.key: dict[str, Any] | None = self.scope.get("openasr.key")
         self.model: ModelInfo = resolve_serving_model(cfg)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.pending: dict[str, Any] | None = None  # the job in flight, for retries
@@ -83,7 +84,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         self.counted = False
         if NODE.connections >= cfg.max_connections or NODE.draining:
             metrics.CONNECTIONS_REJECTED_LIMIT.inc()
-            await self.close(code=protocol.CLOSE_TRY_AGAIN)
+            await self._deny(503, "server full or draining: try again later")
             return
         self.counted = True
         NODE.connection_opened()
@@ -91,6 +92,21 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         key_name_var.set(self.key["name"] if self.key else None)
         await self.accept(self.scope.get("openasr.subprotocol"))
         self._spawn(self._idle_watchdog())
+
+    async def _deny(self, status: int, reason: str) -> None:
+        """Refuse the upgrade with an HTTP status (denial-response extension) or a close."""
+        if "websocket.http.response" in self.scope.get("extensions", {}):
+            await self.send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"5")],
+                }
+            )
+            body = json.dumps({"error": reason}).encode()
+            await self.send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await self.close()
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, for any reason: leave nothing behind."""
@@ -149,6 +165,14 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
                 ErrorCode.SESSION_LIMIT,
                 f"Maximum concurrent sessions reached ({cfg.max_sessions}); try again later",
             )
+        key_limit = self.key.get("max_sessions") if self.key else None
+        if key_limit is not None and NODE.sessions_of_key(self._key_id() or "") >= key_limit:
+            metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+            raise ClientError(
+                ErrorCode.SESSION_LIMIT,
+                f"Maximum concurrent sessions for this API key reached ({key_limit}); "
+                "try again later",
+            )
         resume: ResumeState | None = None
         session_id = new_session_id()
         if config.resume_checkpoint is not None:
@@ -171,7 +195,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         self.session = session
         self.state = State.CONFIGURED
         session_id_var.set(session_id)
-        NODE.session_started(session_id, self.channel_name)
+        NODE.session_started(session_id, self.channel_name, self._key_id())
         metrics.SESSIONS_CREATED.inc()
         if self.key:
             metrics.KEY_SESSIONS.labels(key_name=self.key["name"]).inc()
@@ -383,7 +407,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
                     ClientError(
                         ErrorCode.INVALID_STATE,
                         f"Idle timeout: no message for {timeout} s; closing",
-                        close_code=protocol.CLOSE_POLICY,
+                        close_code=protocol.CLOSE_IDLE_TIMEOUT,
                     )
                 )
                 return

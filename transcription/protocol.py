@@ -26,10 +26,12 @@ WINDOW_MAX_MS = 60000
 ENCODINGS = ("pcm_s16le", "opus")
 
 # --- close codes (RFC 6455 section 7.4.1) ---
+# An application may only send 1000 or 3000-4999 (autobahn enforces it), so our own reasons
+# mirror the RFC codes in the private 4000 range. 1009 is sent by the WebSocket layer itself.
 CLOSE_NORMAL = 1000
-CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
-CLOSE_TRY_AGAIN = 1013
+CLOSE_IDLE_TIMEOUT = 4008  # mirrors 1008 policy violation: no message for WSS_IDLE_TIMEOUT_S
+CLOSE_TRY_AGAIN = 4013  # mirrors 1013 try again later: node full/draining, no worker
 
 
 class ErrorCode(enum.StrEnum):

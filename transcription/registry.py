@@ -17,6 +17,7 @@ class NodeState:
 
     connections: int = 0
     sessions: dict[str, str] = field(default_factory=dict)  # session id → consumer channel
+    session_keys: dict[str, str] = field(default_factory=dict)  # session id → API key id
     inference_pending: int = 0
     draining: bool = False
 
@@ -28,11 +29,14 @@ class NodeState:
         self.connections = max(0, self.connections - 1)
         metrics.ACTIVE_CONNECTIONS.set(self.connections)
 
-    def session_started(self, session_id: str, channel: str) -> None:
+    def session_started(self, session_id: str, channel: str, key_id: str | None = None) -> None:
         self.sessions[session_id] = channel
+        if key_id is not None:
+            self.session_keys[session_id] = key_id
         metrics.ACTIVE_SESSIONS.set(len(self.sessions))
 
     def session_ended(self, session_id: str) -> None:
+        self.session_keys.pop(session_id, None)
         if self.sessions.pop(session_id, None) is not None:
             metrics.ACTIVE_SESSIONS.set(len(self.sessions))
 
@@ -43,6 +47,10 @@ class NodeState:
     def job_finished(self) -> None:
         self.inference_pending = max(0, self.inference_pending - 1)
         metrics.INFERENCE_QUEUE_DEPTH.set(self.inference_pending)
+
+    def sessions_of_key(self, key_id: str) -> int:
+        """Live sessions on this node opened with one API key (its per-key limit)."""
+        return sum(1 for k in self.session_keys.values() if k == key_id)
 
     @property
     def active_sessions(self) -> int:

@@ -96,12 +96,20 @@ def get_backend() -> Any:
             try:
                 model = resolve_serving_model(cfg)
                 started = time.monotonic()
-                _backend = load_backend(
-                    cfg.backend,
-                    model.path,
-                    concurrency=cfg.worker_concurrency,
-                    n_threads=cfg.effective_threads,
-                )
+                if cfg.backend == "fake":
+                    from transcription.inference.fake import FakeBackend
+
+                    _backend = FakeBackend(
+                        concurrency=cfg.worker_concurrency,
+                        seconds_per_audio_second=cfg.fake_backend_rtf,
+                    )
+                else:
+                    _backend = load_backend(
+                        cfg.backend,
+                        model.path,
+                        concurrency=cfg.worker_concurrency,
+                        n_threads=cfg.effective_threads,
+                    )
                 _executor = ThreadPoolExecutor(
                     max_workers=cfg.worker_concurrency, thread_name_prefix="whisper"
                 )

@@ -1,0 +1,68 @@
+"""Fixtures for end-to-end tests: real daphne processes, real Redis, the real model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.server import REPO, Process, Server, start_server, start_worker
+
+
+def redis_test_url(db: int) -> str:
+    """A Redis database of its own for a fixture (``REDIS_TEST_URL`` from ``make test``)."""
+    base = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
+    url = f"{base}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+def migrated_db() -> str:
+    """A fresh SQLite database with migrations applied, as a DATABASE_URL."""
+    path = Path(tempfile.mkdtemp()) / "db.sqlite3"
+    url = f"sqlite:///{path}"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--run-syncdb", "--noinput", "-v", "0"],
+        cwd=REPO,
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+    )
+    return url
+
+
+@pytest.fixture(scope="session")
+def model_env(tiny_model_path: Path) -> dict[str, str]:
+    return {"WHISPER_MODEL_PATH": str(tiny_model_path)}
+
+
+@pytest.fixture(scope="session")
+def inprocess_server(model_env: dict[str, str]) -> Iterator[Server]:
+    """One daphne process with the in-memory layer and the worker inside (the default)."""
+    server = start_server({**model_env, "DATABASE_URL": migrated_db()})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_deployment(model_env: dict[str, str]) -> Iterator[tuple[Server, Process]]:
+    """daphne + a separate ``runworker`` process over the real Redis channel layer."""
+    env = {**model_env, "REDIS_URL": redis_test_url(2), "DATABASE_URL": migrated_db()}
+    worker = start_worker(env)
+    server = start_server(env)
+    yield server, worker
+    server.stop()
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[Server]:
+    """daphne with the FAKE backend (protocol tests only: no model, instant 'transcripts')."""
+    server = start_server({"WSS_BACKEND": "fake", "WSS_VAD": "off", "DATABASE_URL": migrated_db()})
+    yield server
+    server.stop()

@@ -1,0 +1,340 @@
+"""Streaming policies: which span of the audio buffer to transcribe next, and what to commit.
+
+Normative: ``shared/spec/PROTOCOL.md`` "Windows and events". The session asks ``next_span``
+whenever no inference is in flight (at most one per session), hands the words of that span to
+``on_result`` (or calls ``on_skipped`` when the speech gate found no speech in it) and releases
+the buffer up to the returned ``release_ms``. Pure and synchronous; times are session-timeline ms.
+
+Latency and compute (W = window, O = overlap, audio time; inference time comes on top):
+
+``windowed`` (default). One span of at most W per step; the next span starts O before the end
+of the last committed word (and early enough to hear that word again whole, so the join has an
+agreeing word to align on). A span ends at a pause found in its last quarter, so words are
+rarely cut; words ending within the edge guard of a span cut mid-speech are held back and sent as
+``speech.hypothesis``, then committed by the next window. Text is final about W after it is
+spoken (W/2 on average, plus the guard for held-back words). Compute is about W / (W − O − a
+word) seconds of audio transcribed per second of speech, e.g. 1.15x for 5 s / 0.5 s, and never
+above W per step. Silence costs nothing: the speech gate skips it.
+
+``local_agreement`` (whisper_streaming's LocalAgreement-2). The buffer from the last committed
+point is transcribed again every ``min_chunk_ms`` of new audio; a word is committed once two
+consecutive transcriptions agree on it, the rest goes out as ``speech.hypothesis``. Hypotheses
+arrive about every ``min_chunk_ms`` and stable text follows one or two chunks behind the speaker,
+so latency is much lower than a window; but each step re-transcribes the whole buffer (up to
+``max_buffer_ms``, trimmed at a committed sentence end), so compute grows to about
+max_buffer / (2 · min_chunk) times real time, e.g. 2.5x for 5 s / 1 s — several times the
+windowed cost, and every step pays Whisper's fixed per-call overhead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from transcription.inference.types import Word
+from transcription.transcript import (
+    TIME_TOLERANCE_MS,
+    Transcript,
+    ends_sentence,
+    merge,
+    normalize,
+)
+
+PolicyName = Literal["windowed", "local_agreement"]
+POLICY_NAMES: tuple[PolicyName, ...] = ("windowed", "local_agreement")
+
+DEFAULT_EDGE_GUARD_MS = 500
+DEFAULT_MIN_PAUSE_MS = 150
+# The next span starts this far before the last committed word, so that word is heard whole
+# again despite timestamp jitter and the merge has an agreeing word to align on.
+ANCHOR_MARGIN_MS = TIME_TOLERANCE_MS + 100
+# Silence after the last committed word long enough that a later word, jittered, cannot be
+# taken for a committed one.
+SILENT_TAIL_MS = 2 * TIME_TOLERANCE_MS + 100
+# A skipped (silent) span keeps this much of its end: a word may begin right at the edge,
+# under the speech gate's minimum.
+SKIP_TAIL_MS = 300
+
+
+class AudioBuffer(Protocol):
+    """What a policy reads from the session's audio buffer (``transcription.audio.buffer``)."""
+
+    @property
+    def start_ms(self) -> int: ...
+
+    @property
+    def end_ms(self) -> int: ...
+
+    def window(self, start_ms: int, end_ms: int) -> np.ndarray: ...
+
+    def has_speech(self, start_ms: int, end_ms: int, min_speech_ms: int = ...) -> bool: ...
+
+    def pause_near(self, end_ms: int, search_ms: int, min_pause_ms: int = ...) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A stretch of the buffer to transcribe; ``final`` when it ends the session's audio.
+
+    ``at_pause`` records that the end was placed in a pause, so no word crosses it.
+    """
+
+    start_ms: int
+    end_ms: int
+    final: bool
+    at_pause: bool = False
+
+    @property
+    def duration_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a span produced: words newly committed (already in the transcript), interim words
+    for ``speech.hypothesis``, and the point before which the buffer may be released."""
+
+    committed: list[Word]
+    interim: list[Word]
+    release_ms: int
+
+
+class StreamingPolicy(Protocol):
+    """Chooses spans and commits words; one instance per session."""
+
+    def next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
+        """Called when no inference is in flight and after new audio arrives: the span to
+        transcribe now, or None to wait (with ``final``: None once nothing is left)."""
+        ...
+
+    def on_result(self, span: Span, words: Sequence[Word], transcript: Transcript) -> Decision:
+        """Called with the words of ``span`` (session timeline); commits into ``transcript``."""
+        ...
+
+    def on_skipped(self, span: Span) -> Decision:
+        """Called instead of ``on_result`` when the span had no speech and was not transcribed."""
+        ...
+
+
+def _merged(span: Span, words: Sequence[Word], transcript: Transcript) -> list[Word]:
+    """The words of ``span`` that the transcript does not hold yet."""
+    tail = transcript.recent_words(span.start_ms - TIME_TOLERANCE_MS)
+    return merge(
+        tail,
+        words,
+        overlap_start_ms=span.start_ms,
+        overlap_end_ms=transcript.last_word_end_ms,
+    )
+
+
+def _split_at_guard(words: Sequence[Word], limit_ms: int) -> tuple[list[Word], list[Word]]:
+    """Words ending by ``limit_ms``, and the rest from the first one that ends after it."""
+    for i, word in enumerate(words):
+        if word.end_ms > limit_ms:
+            return list(words[:i]), list(words[i:])
+    return list(words), []
+
+
+class WindowedPolicy:
+    """Fixed windows cut at pauses, overlapping by ``overlap_ms``, merged by word alignment."""
+
+    def __init__(
+        self,
+        window_ms: int,
+        overlap_ms: int,
+        *,
+        pause_search_ms: int | None = None,
+        edge_guard_ms: int = DEFAULT_EDGE_GUARD_MS,
+        min_pause_ms: int = DEFAULT_MIN_PAUSE_MS,
+    ) -> None:
+        if window_ms <= 0 or not 0 <= overlap_ms < window_ms:
+            raise ValueError("window_ms must be positive and overlap_ms in 0..window_ms-1")
+        self.window_ms = window_ms
+        self.overlap_ms = overlap_ms
+        self.pause_search_ms = window_ms // 4 if pause_search_ms is None else pause_search_ms
+        # Capped at a quarter window so most of every span can be committed.
+        self.edge_guard_ms = min(edge_guard_ms, window_ms // 4)
+        self.min_pause_ms = min_pause_ms
+        self._start_ms: int | None = None
+        self._interim: list[Word] = []  # held back by the last span, after the committed tail
+
+    def next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
+        """The next window once ``window_ms`` is buffered; with ``final``, the rest."""
+        start = buffer.start_ms if self._start_ms is None else max(self._start_ms, buffer.start_ms)
+        self._start_ms = start
+        available = buffer.end_ms - start
+        if available <= 0 or (available < self.window_ms and not final):
+            return None
+        if final and available <= self.window_ms:
+            return Span(start, buffer.end_ms, final=True)
+        end = start + self.window_ms
+        pause = buffer.pause_near(end, self.pause_search_ms, min_pause_ms=self.min_pause_ms)
+        if pause is not None and max(start, end - self.pause_search_ms) < pause < end:
+            return Span(start, pause, final=False, at_pause=True)
+        return Span(start, end, final=False)
+
+    def on_result(self, span: Span, words: Sequence[Word], transcript: Transcript) -> Decision:
+        """Commit the span's new words except those probably cut by its end."""
+        fresh = _merged(span, words, transcript)
+        if span.final:
+            committed, interim = fresh, []
+        else:
+            # A word ending near a cut edge was probably heard in part; a pause cut has no
+            # such word (the speech gate placed it in silence).
+            guard = 0 if span.at_pause else min(self.edge_guard_ms, span.duration_ms // 4)
+            committed, interim = _split_at_guard(fresh, span.end_ms - guard)
+            # Held-back words this window heard exactly as the last one did were not cut
+            # (LocalAgreement-2 on the held-back part): commit them instead of waiting again.
+            agreed = _agreed_length(self._interim, fresh)
+            if agreed > len(committed):
+                committed, interim = fresh[:agreed], fresh[agreed:]
+        transcript.commit(committed)
+        self._interim = interim
+        release = self._next_start(span, transcript, interim)
+        self._start_ms = release
+        return Decision(committed, interim, release)
+
+    def on_skipped(self, span: Span) -> Decision:
+        """Move past a silent span, keeping a short tail for a word starting at its very end."""
+        self._interim = []
+        release = span.end_ms if span.final else span.end_ms - SKIP_TAIL_MS
+        release = max(release, span.start_ms + self._min_progress_ms(span))
+        self._start_ms = min(release, span.end_ms)
+        return Decision([], [], self._start_ms)
+
+    def _min_progress_ms(self, span: Span) -> int:
+        # Small enough to rarely cut the anchor word, large enough that a span whose words
+        # never commit is left behind within a few steps (bounded compute).
+        return max(1, span.duration_ms // 8)
+
+    def _next_start(self, span: Span, transcript: Transcript, interim: Sequence[Word]) -> int:
+        """Where the next span starts: early enough to hear the last committed word again, any
+        held-back word whole, and a word the span's cut end may have swallowed."""
+        if span.final:
+            return span.end_ms
+        end = transcript.last_word_end_ms
+        if transcript.words and end > span.start_ms:
+            if span.at_pause and not interim and span.end_ms - end > SILENT_TAIL_MS:
+                # The span ended in silence: later words cannot be confused with committed
+                # ones by time, so no anchor word is needed.
+                start = end + TIME_TOLERANCE_MS
+            else:
+                anchor = transcript.words[-1].start_ms - ANCHOR_MARGIN_MS
+                start = min(end - self.overlap_ms, anchor)
+        else:
+            start = span.end_ms - self.overlap_ms
+        if not span.at_pause:
+            # Whisper often drops a word cut by the span end, or returns it early enough to
+            # pass the guard as a fragment: hear the edge again.
+            start = min(start, span.end_ms - self.edge_guard_ms - ANCHOR_MARGIN_MS)
+        if interim:
+            start = min(start, interim[0].start_ms - ANCHOR_MARGIN_MS)
+        start = max(start, span.start_ms + self._min_progress_ms(span))
+        return min(start, span.end_ms)
+
+
+class LocalAgreementPolicy:
+    """whisper_streaming's LocalAgreement-2: re-transcribe the growing buffer, commit what two
+    consecutive hypotheses agree on."""
+
+    def __init__(
+        self,
+        min_chunk_ms: int = 1000,
+        max_buffer_ms: int = 30000,
+        *,
+        edge_guard_ms: int = DEFAULT_EDGE_GUARD_MS,
+    ) -> None:
+        if not 0 < min_chunk_ms < max_buffer_ms:
+            raise ValueError("min_chunk_ms must be positive and below max_buffer_ms")
+        self.min_chunk_ms = min_chunk_ms
+        self.max_buffer_ms = max_buffer_ms
+        self.edge_guard_ms = min(edge_guard_ms, max_buffer_ms // 4)
+        self._start_ms: int | None = None
+        self._heard_until_ms: int | None = None
+        self._hypothesis: list[Word] = []
+
+    def next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
+        """The buffer from the last committed point, once ``min_chunk_ms`` of new audio came."""
+        start = buffer.start_ms if self._start_ms is None else max(self._start_ms, buffer.start_ms)
+        self._start_ms = start
+        heard = start if self._heard_until_ms is None else max(self._heard_until_ms, start)
+        self._heard_until_ms = heard
+        end = min(buffer.end_ms, start + self.max_buffer_ms)
+        if end <= start:
+            return None
+        if final:
+            if heard >= buffer.end_ms and not self._hypothesis:
+                return None  # every word heard so far is committed
+            return Span(start, end, final=end == buffer.end_ms)
+        if end - heard < self.min_chunk_ms and end - start < self.max_buffer_ms:
+            return None
+        return Span(start, end, final=False)
+
+    def on_result(self, span: Span, words: Sequence[Word], transcript: Transcript) -> Decision:
+        """Commit the prefix this hypothesis shares with the previous one; the rest is interim."""
+        fresh = _merged(span, words, transcript)
+        self._heard_until_ms = span.end_ms
+        agreed = _agreed_length(self._hypothesis, fresh)
+        if span.final:
+            committed, interim = fresh, []
+        elif agreed == 0 and span.duration_ms >= self.max_buffer_ms:
+            # No agreement within a full buffer (e.g. speech that keeps changing): commit like
+            # a window, so compute stays bounded and the session advances.
+            guard = min(self.edge_guard_ms, span.duration_ms // 4)
+            committed, interim = _split_at_guard(fresh, span.end_ms - guard)
+        else:
+            committed, interim = fresh[:agreed], fresh[agreed:]
+        transcript.commit(committed)
+        self._hypothesis = interim
+        if span.final:
+            self._start_ms = span.end_ms
+        elif span.duration_ms + self.min_chunk_ms > self.max_buffer_ms:
+            self._trim(span, transcript, interim)
+        release = span.start_ms if self._start_ms is None else self._start_ms
+        return Decision(committed, interim, release)
+
+    def on_skipped(self, span: Span) -> Decision:
+        """Drop a silent buffer (and any hypothesis about it), keeping a short tail."""
+        self._hypothesis = []
+        self._heard_until_ms = span.end_ms
+        release = span.end_ms if span.final else max(span.start_ms, span.end_ms - SKIP_TAIL_MS)
+        self._start_ms = release
+        return Decision([], [], release)
+
+    def _trim(self, span: Span, transcript: Transcript, interim: Sequence[Word]) -> None:
+        """Start the buffer after a committed sentence end (else the last committed word) so the
+        next span stays within ``max_buffer_ms``; whisper_streaming trims the same way."""
+        inside = transcript.recent_words(span.start_ms, limit=10_000)
+        if inside:
+            sentence_ends = [w for w in inside if ends_sentence(w)]
+            # The anchor word is heard again whole, so the merge has a word to align on.
+            anchor = sentence_ends[-1] if sentence_ends else inside[-1]
+            start = anchor.start_ms - ANCHOR_MARGIN_MS
+        elif interim:
+            start = interim[0].start_ms - ANCHOR_MARGIN_MS
+        else:
+            start = span.end_ms - SKIP_TAIL_MS
+        start = max(start, span.start_ms + self.min_chunk_ms // 2)
+        self._start_ms = min(start, span.end_ms)
+
+
+def _agreed_length(previous: Sequence[Word], current: Sequence[Word]) -> int:
+    """Length of the longest prefix of ``current`` whose words equal ``previous`` (normalised)."""
+    agreed = 0
+    for old, new in zip(previous, current, strict=False):
+        if normalize(old.text) != normalize(new.text):
+            break
+        agreed += 1
+    return agreed
+
+
+def make_policy(name: str, window_ms: int, overlap_ms: int) -> StreamingPolicy:
+    """The session's policy for the server's ``streaming_policy`` setting."""
+    if name == "windowed":
+        return WindowedPolicy(window_ms, overlap_ms)
+    if name == "local_agreement":
+        return LocalAgreementPolicy(min(1000, window_ms // 2), max_buffer_ms=window_ms)
+    raise ValueError(f"streaming policy must be one of {', '.join(POLICY_NAMES)}, not {name!r}")
