@@ -5,25 +5,27 @@ whenever no inference is in flight (at most one per session), hands the words of
 ``on_result`` (or calls ``on_skipped`` when the speech gate found no speech in it) and releases
 the buffer up to the returned ``release_ms``. Pure and synchronous; times are session-timeline ms.
 
-Latency and compute (W = window, O = overlap, audio time; inference time comes on top):
+Latency and compute (W = window, O = overlap; audio time, inference time comes on top; the
+ratios were measured on simulated continuous speech with ±300 ms word-time jitter):
 
-``windowed`` (default). One span of at most W per step; the next span starts O before the end
-of the last committed word (and early enough to hear that word again whole, so the join has an
-agreeing word to align on). A span ends at a pause found in its last quarter, so words are
-rarely cut; words ending within the edge guard of a span cut mid-speech are held back and sent as
-``speech.hypothesis``, then committed by the next window. Text is final about W after it is
-spoken (W/2 on average, plus the guard for held-back words). Compute is about W / (W − O − a
-word) seconds of audio transcribed per second of speech, e.g. 1.15x for 5 s / 0.5 s, and never
-above W per step. Silence costs nothing: the speech gate skips it.
+``windowed`` (default). One span of at most W per step. A span ends at a pause found in its
+last quarter, so words are rarely cut; words ending within the edge guard (0.5 s) of a span
+cut mid-speech are held back, sent as ``speech.hypothesis`` and committed by the next window.
+The next span starts O before the end of the last committed word, and early enough to hear that
+word again whole (the merge aligns on it) and any word the cut end may have swallowed. Text is
+final when the window holding it returns: W/2 to W after it was spoken (one more window for a
+held-back word). Compute: every second of speech is transcribed about 1.4x at 5 s / 0.5 s and
+1.15x at 20 s / 2 s, never more than W per step, every step advances; the speech gate skips
+silence, so it costs nothing.
 
 ``local_agreement`` (whisper_streaming's LocalAgreement-2). The buffer from the last committed
-point is transcribed again every ``min_chunk_ms`` of new audio; a word is committed once two
-consecutive transcriptions agree on it, the rest goes out as ``speech.hypothesis``. Hypotheses
-arrive about every ``min_chunk_ms`` and stable text follows one or two chunks behind the speaker,
-so latency is much lower than a window; but each step re-transcribes the whole buffer (up to
-``max_buffer_ms``, trimmed at a committed sentence end), so compute grows to about
-max_buffer / (2 · min_chunk) times real time, e.g. 2.5x for 5 s / 1 s — several times the
-windowed cost, and every step pays Whisper's fixed per-call overhead.
+point is transcribed again every ``min_chunk_ms`` (1 s) of new audio; a word is committed once
+two consecutive transcriptions agree on it, the rest goes out as ``speech.hypothesis``.
+Hypotheses arrive every second and stable text follows one to two seconds behind the speaker,
+whatever W is: much lower latency. But each step re-transcribes the whole buffer (up to
+``max_buffer_ms`` = W, trimmed at a committed sentence end), so compute is several times the
+windowed cost and grows with W: about 4.3x at 5 s and 11x at 20 s, plus Whisper's fixed cost
+per call once a second.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ ANCHOR_MARGIN_MS = TIME_TOLERANCE_MS + 100
 # Silence after the last committed word long enough that a later word, jittered, cannot be
 # taken for a committed one.
 SILENT_TAIL_MS = 2 * TIME_TOLERANCE_MS + 100
+# Two hypotheses only count as agreeing when their span ends differ by this much (see
+# ``_agreed_length``).
+MIN_AGREEMENT_MOVE_MS = 200
 # A skipped (silent) span keeps this much of its end: a word may begin right at the edge,
 # under the speech gate's minimum.
 SKIP_TAIL_MS = 300
@@ -130,6 +135,17 @@ def _merged(span: Span, words: Sequence[Word], transcript: Transcript) -> list[W
     )
 
 
+def _min_progress_ms(span: Span, committed: Sequence[Word]) -> int:
+    """How far the next span must start after this one, so every step advances.
+
+    A step that committed words has advanced the transcript, and its anchor word must stay
+    audible, so 1 ms will do (steps are bounded by the number of words). A step that committed
+    nothing moves by an eighth of the span, so audio Whisper hears nothing new in is left
+    behind within a few steps (bounded compute).
+    """
+    return 1 if committed else max(1, span.duration_ms // 8)
+
+
 def _split_at_guard(words: Sequence[Word], limit_ms: int) -> tuple[list[Word], list[Word]]:
     """Words ending by ``limit_ms``, and the rest from the first one that ends after it."""
     for i, word in enumerate(words):
@@ -160,6 +176,7 @@ class WindowedPolicy:
         self.min_pause_ms = min_pause_ms
         self._start_ms: int | None = None
         self._interim: list[Word] = []  # held back by the last span, after the committed tail
+        self._last_end_ms = 0
 
     def next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
         """The next window once ``window_ms`` is buffered; with ``final``, the rest."""
@@ -188,12 +205,13 @@ class WindowedPolicy:
             committed, interim = _split_at_guard(fresh, span.end_ms - guard)
             # Held-back words this window heard exactly as the last one did were not cut
             # (LocalAgreement-2 on the held-back part): commit them instead of waiting again.
-            agreed = _agreed_length(self._interim, fresh)
+            agreed = _agreed_length(self._interim, fresh, span.end_ms - self._last_end_ms)
             if agreed > len(committed):
                 committed, interim = fresh[:agreed], fresh[agreed:]
         transcript.commit(committed)
         self._interim = interim
-        release = self._next_start(span, transcript, interim)
+        self._last_end_ms = span.end_ms
+        release = self._next_start(span, transcript, committed, interim)
         self._start_ms = release
         return Decision(committed, interim, release)
 
@@ -201,16 +219,17 @@ class WindowedPolicy:
         """Move past a silent span, keeping a short tail for a word starting at its very end."""
         self._interim = []
         release = span.end_ms if span.final else span.end_ms - SKIP_TAIL_MS
-        release = max(release, span.start_ms + self._min_progress_ms(span))
+        release = max(release, span.start_ms + _min_progress_ms(span, ()))
         self._start_ms = min(release, span.end_ms)
         return Decision([], [], self._start_ms)
 
-    def _min_progress_ms(self, span: Span) -> int:
-        # Small enough to rarely cut the anchor word, large enough that a span whose words
-        # never commit is left behind within a few steps (bounded compute).
-        return max(1, span.duration_ms // 8)
-
-    def _next_start(self, span: Span, transcript: Transcript, interim: Sequence[Word]) -> int:
+    def _next_start(
+        self,
+        span: Span,
+        transcript: Transcript,
+        committed: Sequence[Word],
+        interim: Sequence[Word],
+    ) -> int:
         """Where the next span starts: early enough to hear the last committed word again, any
         held-back word whole, and a word the span's cut end may have swallowed."""
         if span.final:
@@ -232,7 +251,7 @@ class WindowedPolicy:
             start = min(start, span.end_ms - self.edge_guard_ms - ANCHOR_MARGIN_MS)
         if interim:
             start = min(start, interim[0].start_ms - ANCHOR_MARGIN_MS)
-        start = max(start, span.start_ms + self._min_progress_ms(span))
+        start = max(start, span.start_ms + _min_progress_ms(span, committed))
         return min(start, span.end_ms)
 
 
@@ -276,8 +295,9 @@ class LocalAgreementPolicy:
     def on_result(self, span: Span, words: Sequence[Word], transcript: Transcript) -> Decision:
         """Commit the prefix this hypothesis shares with the previous one; the rest is interim."""
         fresh = _merged(span, words, transcript)
+        previous_end = span.start_ms if self._heard_until_ms is None else self._heard_until_ms
+        agreed = _agreed_length(self._hypothesis, fresh, span.end_ms - previous_end)
         self._heard_until_ms = span.end_ms
-        agreed = _agreed_length(self._hypothesis, fresh)
         if span.final:
             committed, interim = fresh, []
         elif agreed == 0 and span.duration_ms >= self.max_buffer_ms:
@@ -289,12 +309,8 @@ class LocalAgreementPolicy:
             committed, interim = fresh[:agreed], fresh[agreed:]
         transcript.commit(committed)
         self._hypothesis = interim
-        if span.final:
-            self._start_ms = span.end_ms
-        elif span.duration_ms + self.min_chunk_ms > self.max_buffer_ms:
-            self._trim(span, transcript, interim)
-        release = span.start_ms if self._start_ms is None else self._start_ms
-        return Decision(committed, interim, release)
+        self._start_ms = self._next_start(span, transcript, committed, interim)
+        return Decision(committed, interim, self._start_ms)
 
     def on_skipped(self, span: Span) -> Decision:
         """Drop a silent buffer (and any hypothesis about it), keeping a short tail."""
@@ -304,25 +320,47 @@ class LocalAgreementPolicy:
         self._start_ms = release
         return Decision([], [], release)
 
-    def _trim(self, span: Span, transcript: Transcript, interim: Sequence[Word]) -> None:
-        """Start the buffer after a committed sentence end (else the last committed word) so the
-        next span stays within ``max_buffer_ms``; whisper_streaming trims the same way."""
+    def _next_start(
+        self,
+        span: Span,
+        transcript: Transcript,
+        committed: Sequence[Word],
+        interim: Sequence[Word],
+    ) -> int:
+        """Keep growing the buffer, or trim it: past silence after everything heard, or near
+        ``max_buffer_ms`` after a committed sentence end (else the last committed word), as
+        whisper_streaming does; the anchor word is heard again so the merge can align on it."""
+        if span.final:
+            return span.end_ms
+        end = transcript.last_word_end_ms
+        edge = span.end_ms - self.edge_guard_ms - ANCHOR_MARGIN_MS
+        if not interim and transcript.words and span.start_ms < end < edge - SILENT_TAIL_MS:
+            # Everything heard is committed and silence follows: no need to hear it again.
+            # Not past the edge, though: Whisper may have dropped a word cut by the span end.
+            return min(end + TIME_TOLERANCE_MS, edge)
+        if span.duration_ms < self.max_buffer_ms:
+            return span.start_ms
         inside = transcript.recent_words(span.start_ms, limit=10_000)
         if inside:
             sentence_ends = [w for w in inside if ends_sentence(w)]
-            # The anchor word is heard again whole, so the merge has a word to align on.
-            anchor = sentence_ends[-1] if sentence_ends else inside[-1]
-            start = anchor.start_ms - ANCHOR_MARGIN_MS
+            start = (sentence_ends or inside)[-1].start_ms - ANCHOR_MARGIN_MS
         elif interim:
             start = interim[0].start_ms - ANCHOR_MARGIN_MS
         else:
-            start = span.end_ms - SKIP_TAIL_MS
-        start = max(start, span.start_ms + self.min_chunk_ms // 2)
-        self._start_ms = min(start, span.end_ms)
+            start = edge
+        start = max(start, span.start_ms + _min_progress_ms(span, committed))
+        return min(start, span.end_ms)
 
 
-def _agreed_length(previous: Sequence[Word], current: Sequence[Word]) -> int:
-    """Length of the longest prefix of ``current`` whose words equal ``previous`` (normalised)."""
+def _agreed_length(previous: Sequence[Word], current: Sequence[Word], moved_ms: int) -> int:
+    """Length of the longest prefix of ``current`` whose words equal ``previous`` (normalised).
+
+    Zero unless the span end moved by ``MIN_AGREEMENT_MOVE_MS`` since ``previous``: two spans
+    ending at almost the same point cut a word the same way, and agreeing on that fragment
+    would commit it.
+    """
+    if moved_ms < MIN_AGREEMENT_MOVE_MS:
+        return 0
     agreed = 0
     for old, new in zip(previous, current, strict=False):
         if normalize(old.text) != normalize(new.text):
@@ -331,8 +369,9 @@ def _agreed_length(previous: Sequence[Word], current: Sequence[Word]) -> int:
     return agreed
 
 
-def make_policy(name: str, window_ms: int, overlap_ms: int) -> StreamingPolicy:
-    """The session's policy for the server's ``streaming_policy`` setting."""
+def make_policy(name: PolicyName, window_ms: int, overlap_ms: int) -> StreamingPolicy:
+    """The session's policy for the server's ``streaming_policy`` setting (ValueError if the
+    name is unknown: settings are read as strings)."""
     if name == "windowed":
         return WindowedPolicy(window_ms, overlap_ms)
     if name == "local_agreement":

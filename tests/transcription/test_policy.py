@@ -1,0 +1,422 @@
+"""Tests for transcription/policy.py: which span to transcribe next and what to commit."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transcription.inference.types import Word
+from transcription.policy import (
+    Decision,
+    LocalAgreementPolicy,
+    Span,
+    StreamingPolicy,
+    WindowedPolicy,
+    make_policy,
+)
+from transcription.transcript import Transcript, normalize
+
+VOCABULARY = sorted(
+    set(
+        """
+        might be prudently to consider whether the river crossing should wait until morning
+        because travellers often underestimate how quickly weather changes across open water
+        while local guides recommend patience careful planning and sturdy boots for every
+        journey north beyond village bridges mountains forests lantern harbour whistle copper
+        meadow silver thunder orchard velvet candle marble pepper saddle timber anchor basket
+        cobalt dolphin ember falcon glacier hollow island jasper kettle ladder mirror nectar
+        """.split()
+    )
+)
+JITTER_MS = 300
+
+Whisper = Callable[[Span], list[Word]]
+
+
+class StandInBuffer:
+    """Stand-in for ``transcription.audio.buffer.AudioBuffer`` over a known speech timeline."""
+
+    def __init__(self, speech: Sequence[tuple[int, int]], start_ms: int = 0) -> None:
+        self.speech = sorted(speech)
+        self.start_ms = start_ms
+        self.end_ms = start_ms
+
+    @property
+    def buffered_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+    def feed(self, ms: int) -> None:
+        self.end_ms += ms
+
+    def window(self, start_ms: int, end_ms: int) -> np.ndarray:
+        # The real buffer cannot return audio it released or has not received.
+        assert self.start_ms <= start_ms < end_ms <= self.end_ms, (start_ms, end_ms, self)
+        return np.zeros((end_ms - start_ms) * 16, dtype=np.float32)
+
+    def speech_spans(self, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+        return [
+            (max(s, start_ms), min(e, end_ms))
+            for s, e in self.speech
+            if s < end_ms and e > start_ms
+        ]
+
+    def speech_ratio(self, start_ms: int, end_ms: int) -> float:
+        spoken = sum(e - s for s, e in self.speech_spans(start_ms, end_ms))
+        return spoken / max(1, end_ms - start_ms)
+
+    def has_speech(self, start_ms: int, end_ms: int, min_speech_ms: int = 100) -> bool:
+        return sum(e - s for s, e in self.speech_spans(start_ms, end_ms)) >= min_speech_ms
+
+    def pause_near(self, end_ms: int, search_ms: int, min_pause_ms: int = 150) -> int | None:
+        lo = max(self.start_ms, end_ms - search_ms)
+        pauses, at = [], lo
+        for s, e in [*self.speech_spans(lo, end_ms), (end_ms, end_ms)]:
+            if s - at >= min_pause_ms:
+                pauses.append((at + s) // 2)
+            at = max(at, e)
+        return pauses[-1] if pauses else None
+
+    def release(self, until_ms: int) -> None:
+        assert until_ms >= self.start_ms, "released audio cannot come back"
+        self.start_ms = min(until_ms, self.end_ms)
+
+    def __repr__(self) -> str:
+        return f"StandInBuffer({self.start_ms}..{self.end_ms})"
+
+
+def timeline(text: str, start_ms: int = 0, word_ms: int = 300, gap_ms: int = 100) -> list[Word]:
+    """Words of ``text`` spoken back to back from ``start_ms``."""
+    words, at = [], start_ms
+    for token in text.split():
+        words.append(Word(token, at, at + word_ms, 0.9))
+        at += word_ms + gap_ms
+    return words
+
+
+def texts(words: Sequence[Word]) -> list[str]:
+    return [w.text for w in words]
+
+
+def perfect_whisper(truth: Sequence[Word]) -> Whisper:
+    """Whisper that hears exactly the words lying wholly inside the span."""
+    return lambda span: [
+        w for w in truth if span.start_ms <= w.start_ms and w.end_ms <= span.end_ms
+    ]
+
+
+def jittery_whisper(truth: Sequence[Word], rng: random.Random) -> Whisper:
+    """Whisper as windows see it: the ground-truth words inside the span with times off by up to
+    ±300 ms, and a word cut by a span edge mangled to the part heard (or missed)."""
+
+    def transcribe(span: Span) -> list[Word]:
+        heard = []
+        for word in truth:
+            if word.end_ms <= span.start_ms or word.start_ms >= span.end_ms:
+                continue
+            text = word.text
+            cut_start, cut_end = word.start_ms < span.start_ms, word.end_ms > span.end_ms
+            if cut_start or cut_end:
+                if rng.random() < 0.3:
+                    continue
+                inside = min(word.end_ms, span.end_ms) - max(word.start_ms, span.start_ms)
+                keep = max(1, math.ceil(len(text) * inside / (word.end_ms - word.start_ms)))
+                text = text[:keep] if cut_end else text[-keep:]
+            start = word.start_ms + rng.randint(-JITTER_MS, JITTER_MS)
+            end = word.end_ms + rng.randint(-JITTER_MS, JITTER_MS)
+            start = min(max(start, span.start_ms), span.end_ms)
+            heard.append(Word(text, start, min(max(end, start), span.end_ms), 0.8))
+        return heard
+
+    return transcribe
+
+
+class Run:
+    """One simulated session: feed audio, transcribe each span the policy asks for at once."""
+
+    def __init__(self, policy: StreamingPolicy, truth: Sequence[Word], whisper: Whisper) -> None:
+        self.policy = policy
+        self.whisper = whisper
+        self.buffer = StandInBuffer([(w.start_ms, w.end_ms) for w in truth])
+        self.transcript = Transcript()
+        self.spans: list[Span] = []
+        self.decisions: list[Decision] = []
+
+    def feed(self, ms: int, *, chunk_ms: int = 250) -> None:
+        for _ in range(ms // chunk_ms):
+            self.buffer.feed(chunk_ms)
+            self.drain(final=False)
+
+    def finish(self) -> None:
+        self.drain(final=True)
+
+    def drain(self, *, final: bool) -> None:
+        for _ in range(10_000):
+            span = self.policy.next_span(self.buffer, final=final)
+            if span is None:
+                return
+            self.buffer.window(span.start_ms, span.end_ms)
+            self.spans.append(span)
+            if self.buffer.has_speech(span.start_ms, span.end_ms):
+                decision = self.policy.on_result(span, self.whisper(span), self.transcript)
+            else:
+                decision = self.policy.on_skipped(span)
+            self.decisions.append(decision)
+            self.buffer.release(min(decision.release_ms, self.buffer.end_ms))
+        pytest.fail("the policy never stopped asking for spans")
+
+    @property
+    def words(self) -> list[str]:
+        return [normalize(w.text) for w in self.transcript.words]
+
+
+@st.composite
+def spoken(draw: st.DrawFn) -> list[Word]:
+    """A ground-truth word timeline: distinct words, short gaps, pauses and long silences."""
+    tokens = draw(st.lists(st.sampled_from(VOCABULARY), min_size=1, max_size=60, unique=True))
+    words, at = [], draw(st.integers(0, 3000))
+    for token in tokens:
+        duration = draw(st.integers(150, 700))
+        words.append(Word(token, at, at + duration, 0.9))
+        gap = draw(st.sampled_from(["word", "word", "word", "pause", "silence"]))
+        at += (
+            duration
+            + {
+                "word": draw(st.integers(0, 120)),
+                "pause": draw(st.integers(150, 1500)),
+                "silence": draw(st.integers(3000, 9000)),
+            }[gap]
+        )
+    return words
+
+
+# --- windowed ---
+
+
+def test_windowed_waits_until_a_full_window_is_buffered() -> None:
+    """No span before window_ms of audio; then the first window from the buffer start."""
+    policy = WindowedPolicy(5000, 500)
+    buffer = StandInBuffer([(0, 60_000)])
+    buffer.feed(4999)
+    assert policy.next_span(buffer, final=False) is None
+    buffer.feed(1)
+    assert policy.next_span(buffer, final=False) == Span(0, 5000, final=False)
+
+
+def test_windowed_next_span_starts_overlap_before_the_last_committed_word_end() -> None:
+    """After a window, the next starts overlap_ms before the end of its last committed word."""
+    truth = timeline("one two three four five six seven eight nine ten eleven twelve", gap_ms=50)
+    run = Run(WindowedPolicy(3000, 1000), truth, perfect_whisper(truth))
+    run.feed(3000)
+    first = run.decisions[0]
+    assert run.spans[0] == Span(0, 3000, final=False)
+    assert texts(first.committed) == ["one", "two", "three", "four", "five", "six", "seven"]
+    assert first.release_ms == first.committed[-1].end_ms - 1000
+
+
+def test_windowed_cuts_the_span_at_a_pause_in_the_last_quarter() -> None:
+    """A pause in the window's last quarter ends the span in its middle; all words commit."""
+    truth = [*timeline("alpha beta gamma delta", word_ms=900, gap_ms=100), Word("x", 4300, 6000, 1)]
+    run = Run(WindowedPolicy(5000, 500), truth, perfect_whisper(truth))
+    run.feed(5000)
+    assert run.spans[0] == Span(0, 4100, final=False, at_pause=True)  # pause 3900-4300
+    assert texts(run.decisions[0].committed) == ["alpha", "beta", "gamma", "delta"]
+
+
+def test_windowed_ignores_a_pause_before_the_last_quarter() -> None:
+    """A pause early in the window does not shorten the span."""
+    truth = [Word("early", 0, 1000, 1), Word("late", 2000, 6000, 1)]
+    run = Run(WindowedPolicy(5000, 500), truth, perfect_whisper(truth))
+    run.feed(5000)
+    assert run.spans[0] == Span(0, 5000, final=False)
+
+
+def test_windowed_holds_back_words_near_a_cut_edge_and_commits_them_next_window() -> None:
+    """A word ending within edge_guard_ms of a cut span end is interim, then committed whole."""
+    truth = timeline("a b c d e f g h i j k l m n o", word_ms=300, gap_ms=50)
+    heard = [*truth[:13], Word("n", 4550, 4990, 0.9)]  # "m" ends 4500; "n" (to 4850) cut
+    run = Run(WindowedPolicy(5000, 500, edge_guard_ms=500), truth, lambda span: heard)
+    run.feed(5000)
+    first = run.decisions[0]
+    assert texts(first.interim) == ["n"]
+    assert texts(first.committed)[-1] == "m"
+    assert first.release_ms <= truth[13].start_ms - 300
+    run.whisper = perfect_whisper(truth)
+    run.feed(500)
+    run.finish()
+    assert run.transcript.text == " ".join("abcdefghijklmno")
+
+
+def test_windowed_always_progresses_even_when_nothing_is_committed() -> None:
+    """With no words back (or overlap = window - 1), each span starts later than the last."""
+    truth = [Word("hum", 0, 30_000, 0.5)]
+    for overlap in (500, 4999):
+        run = Run(WindowedPolicy(5000, overlap), truth, lambda span: [])
+        run.feed(30_000)
+        run.finish()
+        starts = [s.start_ms for s in run.spans]
+        assert starts == sorted(set(starts))
+        assert all(s.duration_ms <= 5000 for s in run.spans)
+        assert run.spans[-1].end_ms == 30_000
+
+
+def test_windowed_final_flush_commits_the_rest() -> None:
+    """On speech.end the remaining audio is one final span whose words all commit."""
+    truth = timeline("the last words of the session", start_ms=1000)
+    run = Run(WindowedPolicy(5000, 500), truth, perfect_whisper(truth))
+    run.feed(3500)
+    assert run.spans == []
+    run.finish()
+    assert run.spans == [Span(0, 3500, final=True)]
+    assert run.transcript.text == "the last words of the session"
+    assert run.decisions[-1].release_ms == 3500
+    assert run.policy.next_span(run.buffer, final=True) is None
+
+
+def test_windowed_skipped_silence_is_released_except_a_short_tail() -> None:
+    """A silent span is released up to a short tail; a final silent span entirely."""
+    policy = WindowedPolicy(5000, 500)
+    skipped = policy.on_skipped(Span(0, 5000, final=False))
+    assert (skipped.committed, skipped.interim) == ([], [])
+    assert 4000 <= skipped.release_ms < 5000
+    assert policy.on_skipped(Span(4700, 6000, final=True)).release_ms == 6000
+
+
+def test_windowed_silence_commits_nothing() -> None:
+    """A session of silence skips every span and commits no text."""
+    run = Run(WindowedPolicy(5000, 500), [], lambda span: pytest.fail("silence transcribed"))
+    run.feed(30_000)
+    run.finish()
+    assert run.transcript.text == ""
+    assert all(not d.committed for d in run.decisions)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    truth=spoken(),
+    window_ms=st.sampled_from([2000, 3000, 5000, 8000]),
+    overlap_ms=st.sampled_from([0, 200, 500, 1000]),
+    chunk_ms=st.sampled_from([100, 250, 1000]),
+    rng=st.randoms(use_true_random=False),
+)
+def test_a_word_heard_only_once_is_never_lost(
+    truth: list[Word], window_ms: int, overlap_ms: int, chunk_ms: int, rng: random.Random
+) -> None:
+    """Windows cut by the policy, heard with jitter and mangled edges, join to the truth."""
+    run = Run(WindowedPolicy(window_ms, overlap_ms), truth, jittery_whisper(truth, rng))
+    total = truth[-1].end_ms + rng.randint(0, 3000)
+    run.feed(total - total % chunk_ms, chunk_ms=chunk_ms)
+    run.buffer.feed(total % chunk_ms)
+    run.finish()
+    assert run.words == [w.text for w in truth]
+    assert all(span.duration_ms <= window_ms for span in run.spans)
+    starts = [span.start_ms for span in run.spans]
+    assert starts == sorted(set(starts)), "every step advances"
+
+
+# --- local agreement ---
+
+
+def scripted(*hypotheses: str, start_ms: int = 0) -> Whisper:
+    """Whisper returning the given hypotheses, one per call, as back-to-back words."""
+    calls = iter(hypotheses)
+    return lambda span: timeline(next(calls), start_ms=start_ms)
+
+
+def test_local_agreement_commits_only_the_prefix_two_hypotheses_agree_on() -> None:
+    """A word is committed once two consecutive hypotheses agree on it; the rest is interim."""
+    whisper = scripted("the cat", "the cat sad", "the cat sat on", "the cat sat on a mat")
+    run = Run(LocalAgreementPolicy(min_chunk_ms=1000, max_buffer_ms=10_000), [], whisper)
+    run.buffer.speech = [(0, 10_000)]
+    committed, interim = [], []
+    for _ in range(4):
+        run.feed(1000)
+        committed.append(texts(run.decisions[-1].committed))
+        interim.append(texts(run.decisions[-1].interim))
+    assert committed == [[], ["the", "cat"], [], ["sat", "on"]]
+    assert interim == [["the", "cat"], ["sad"], ["sat", "on"], ["a", "mat"]]
+    assert run.transcript.text == "the cat sat on"
+
+
+def test_local_agreement_transcribes_the_growing_buffer_every_min_chunk() -> None:
+    """Spans start at the last committed point and grow by min_chunk_ms of new audio."""
+    truth = timeline("one two three four five six seven eight", gap_ms=100)
+    run = Run(LocalAgreementPolicy(min_chunk_ms=1000, max_buffer_ms=20_000), truth, lambda s: [])
+    run.feed(3500)
+    assert [(s.start_ms, s.end_ms) for s in run.spans] == [(0, 1000), (0, 2000), (0, 3000)]
+
+
+def test_local_agreement_trims_at_a_committed_sentence_end() -> None:
+    """Near max_buffer_ms the buffer restarts at the last committed sentence end, not at the
+    last committed word, hearing that sentence's last word again."""
+    truth = timeline("Good morning everyone. Hello there how are you", word_ms=400)
+    run = Run(LocalAgreementPolicy(1000, max_buffer_ms=3000), truth, perfect_whisper(truth))
+    run.feed(2000)
+    assert run.decisions[-1].release_ms == 0  # the buffer still grows
+    run.feed(1000)
+    assert run.transcript.text == "Good morning everyone. Hello"
+    assert run.decisions[-1].release_ms == 1000 - 400  # "everyone." starts at 1000
+    run.feed(1000)
+    assert run.spans[3].start_ms == 600
+
+
+def test_local_agreement_final_commits_everything() -> None:
+    """On speech.end the last hypothesis is committed whole."""
+    truth = timeline("good night and good luck", gap_ms=100)
+    run = Run(LocalAgreementPolicy(1000, 10_000), truth, perfect_whisper(truth))
+    run.feed(2000)
+    run.finish()
+    assert run.transcript.text == "good night and good luck"
+    assert run.spans[-1].final
+    assert run.policy.next_span(run.buffer, final=True) is None
+
+
+def test_local_agreement_stays_bounded_when_hypotheses_never_agree() -> None:
+    """A buffer that reaches max_buffer_ms is committed like a window, so the session advances."""
+    counter = iter(range(10_000))
+    truth = [Word("hum", 0, 40_000, 0.5)]
+
+    def unstable(span: Span) -> list[Word]:
+        n = next(counter)
+        return [
+            Word(f"w{n}x{i}", t, t + 300, 0.5)
+            for i, t in enumerate(range(span.start_ms, span.end_ms - 300, 400))
+        ]
+
+    run = Run(LocalAgreementPolicy(1000, max_buffer_ms=5000), truth, unstable)
+    run.feed(40_000)
+    assert all(span.duration_ms <= 5000 for span in run.spans)
+    assert run.buffer.start_ms > 30_000
+    assert run.transcript.words
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    truth=spoken(),
+    window_ms=st.sampled_from([3000, 5000, 8000]),
+    rng=st.randoms(use_true_random=False),
+)
+def test_local_agreement_never_loses_or_repeats_a_word(
+    truth: list[Word], window_ms: int, rng: random.Random
+) -> None:
+    """LocalAgreement over jittery, edge-mangled hypotheses joins to the truth."""
+    run = Run(make_policy("local_agreement", window_ms, 500), truth, jittery_whisper(truth, rng))
+    run.feed(truth[-1].end_ms + 1000 - (truth[-1].end_ms + 1000) % 250)
+    run.finish()
+    assert run.words == [w.text for w in truth]
+
+
+# --- choosing ---
+
+
+def test_make_policy_builds_each_mode_and_refuses_unknown_names() -> None:
+    """make_policy knows "windowed" and "local_agreement" and nothing else."""
+    assert isinstance(make_policy("windowed", 5000, 500), WindowedPolicy)
+    assert isinstance(make_policy("local_agreement", 5000, 500), LocalAgreementPolicy)
+    with pytest.raises(ValueError, match="windowed, local_agreement"):
+        make_policy("greedy", 5000, 500)

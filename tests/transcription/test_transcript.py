@@ -1,0 +1,325 @@
+"""Tests for transcription/transcript.py: the committed transcript and the window merge."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from transcription.inference.types import Word
+from transcription.transcript import Transcript, has_repetition, merge, normalize
+
+VOCABULARY = (
+    "might be prudently to consider whether the river crossing should wait until morning "
+    "because travellers often underestimate how quickly weather changes across open water "
+    "while local guides recommend patience careful planning and sturdy boots for every "
+    "journey north beyond village bridges mountains forests"
+).split()
+
+
+def timeline(text: str, start_ms: int = 0, word_ms: int = 300, gap_ms: int = 100) -> list[Word]:
+    """Words of ``text`` spoken back to back from ``start_ms``."""
+    words = []
+    at = start_ms
+    for token in text.split():
+        words.append(Word(token, at, at + word_ms, 0.9))
+        at += word_ms + gap_ms
+    return words
+
+
+def shifted(words: Sequence[Word], offset_ms: int) -> list[Word]:
+    return [w.shifted(offset_ms) for w in words]
+
+
+def texts(words: Sequence[Word]) -> list[str]:
+    return [w.text for w in words]
+
+
+def merge_window(committed: Sequence[Word], new: Sequence[Word], start_ms: int) -> list[Word]:
+    end_ms = max((w.end_ms for w in committed), default=0)
+    return merge(committed, new, overlap_start_ms=start_ms, overlap_end_ms=end_ms)
+
+
+# --- merge on hand-made timelines ---
+
+
+def test_overlap_with_agreement_emits_only_the_words_after_the_committed_tail() -> None:
+    """Words the window heard again in the overlap are dropped; the rest is new."""
+    truth = timeline("might be prudently to consider whether")
+    committed = truth[:3]  # "might be prudently", ends 1100
+    window = truth[1:]  # the window starts in the overlap, at "be"
+    assert texts(merge_window(committed, window, 400)) == ["to", "consider", "whether"]
+
+
+def test_committed_words_win_when_the_window_disagrees_in_the_overlap() -> None:
+    """A different reading of committed words in the overlap is never emitted."""
+    committed = timeline("the cat sat on the")
+    window = [
+        Word("cats", 420, 700, 0.8),
+        Word("at", 800, 1100, 0.8),
+        Word("on", 1200, 1500, 0.9),
+        Word("a", 1600, 1900, 0.9),
+        Word("mat", 2000, 2300, 0.9),
+    ]
+    assert texts(merge_window(committed, window, 400)) == ["mat"]
+
+
+def test_a_disagreeing_last_committed_word_consumes_its_counterpart() -> None:
+    """Committed "the" heard again as "a" is not emitted as an extra word."""
+    committed = timeline("we sat on the")
+    window = shifted(timeline("sat on a mat"), 400)
+    assert texts(merge_window(committed, window, 400)) == ["mat"]
+
+
+def test_a_word_straddling_the_window_start_comes_back_partial_and_is_dropped() -> None:
+    """The window's first word, a fragment of a committed word, is not emitted."""
+    committed = timeline("might be prudently")  # "prudently" 800-1100
+    window = [
+        Word("ently", 950, 1100, 0.4),
+        Word("to", 1200, 1500, 0.9),
+        Word("consider", 1600, 1900, 0.9),
+    ]
+    assert texts(merge_window(committed, window, 950)) == ["to", "consider"]
+
+
+def test_a_fragment_committed_before_is_matched_by_the_whole_word() -> None:
+    """A cut word that slipped through as a fragment is not followed by its whole form."""
+    committed = [*timeline("might be"), Word("pru", 800, 1000, 0.3)]
+    window = shifted(timeline("be prudently to"), 400)
+    assert texts(merge_window(committed, window, 400)) == ["to"]
+
+
+@pytest.mark.parametrize("jitter_ms", [-300, -150, 150, 300])
+def test_timestamp_jitter_of_300_ms_neither_repeats_nor_loses_a_word(jitter_ms: int) -> None:
+    """The same words reported up to 300 ms earlier or later still align."""
+    truth = timeline("might be prudently to consider whether", word_ms=200, gap_ms=50)
+    committed = truth[:4]
+    window = shifted(truth[2:], jitter_ms)
+    assert texts(merge_window(committed, window, 500)) == ["consider", "whether"]
+
+
+def test_repeated_words_align_on_the_longest_agreeing_run() -> None:
+    """With "very very" at the join, the committed "is very" anchors the second "very"."""
+    truth = timeline("it is very very good")
+    committed = truth[:3]  # "it is very"
+    window = truth[1:]
+    assert texts(merge_window(committed, window, 400)) == ["very", "good"]
+
+
+def test_an_empty_window_adds_nothing() -> None:
+    """No words in, no words out."""
+    assert merge_window(timeline("hello world"), [], 0) == []
+
+
+def test_the_first_window_keeps_everything() -> None:
+    """With nothing committed, every word of the window is new."""
+    words = timeline("hello world")
+    assert merge([], words, overlap_start_ms=0, overlap_end_ms=0) == words
+
+
+def test_a_window_that_only_repeats_the_committed_tail_adds_nothing() -> None:
+    """A window covering only committed speech (times jittered) emits nothing."""
+    committed = timeline("thank you for listening")
+    assert merge_window(committed, shifted(committed, 120), 0) == []
+
+
+def test_a_window_echoing_the_committed_tail_as_new_speech_drops_the_echo() -> None:
+    """Whisper writing its prompt again at the window start does not repeat it."""
+    committed = timeline("and that is the end of the story")  # ends 3100
+    echo = timeline("end of the story and then", start_ms=5000)
+    assert texts(merge_window(committed, echo, 4800)) == ["and", "then"]
+
+
+def test_a_window_after_the_committed_tail_keeps_a_jittered_first_word() -> None:
+    """When no committed word reaches into the window, nothing in it is taken for old."""
+    committed = timeline("hello there")  # ends 700
+    window = [Word("general", 1050, 1400, 0.9)]  # starts before its window (jitter)
+    assert texts(merge(committed, window, overlap_start_ms=1200, overlap_end_ms=700)) == ["general"]
+
+
+def test_without_an_agreeing_word_time_decides() -> None:
+    """A window that agrees on no word keeps only the words centred after the committed end."""
+    committed = timeline("alpha beta gamma")  # ends 1100
+    window = [Word("delta", 500, 900, 0.5), Word("epsilon", 1200, 1500, 0.9)]
+    assert texts(merge_window(committed, window, 400)) == ["epsilon"]
+
+
+def test_annotations_on_silence_and_noise_never_become_text() -> None:
+    """[BLANK_AUDIO], (water running) and music notes are dropped."""
+    window = [
+        Word("[BLANK_AUDIO]", 0, 900, 0.9),
+        Word("(water", 1000, 1200, 0.5),
+        Word("running)", 1200, 1500, 0.5),
+        Word("♪", 1600, 1700, 0.5),
+        Word("hi", 1800, 1900, 0.9),
+    ]
+    assert texts(merge([], window, overlap_start_ms=0, overlap_end_ms=0)) == ["hi"]
+
+
+# --- merge properties ---
+
+
+@st.composite
+def overlapping_windows(draw: st.DrawFn) -> tuple[list[Word], list[Word], int, list[str], bool]:
+    """A committed timeline and a window re-hearing its end, with jitter and misreadings.
+
+    The last item says whether the window heard the last committed word as it was committed.
+    """
+    tokens = draw(st.lists(st.sampled_from(VOCABULARY), min_size=2, max_size=20, unique=True))
+    truth = timeline(" ".join(tokens), word_ms=draw(st.integers(150, 600)))
+    split = draw(st.integers(1, len(truth) - 1))
+    back = draw(st.integers(0, split))
+    start_ms = truth[split - back].start_ms - 100
+    committed = truth[:split]
+    window = []
+    anchor_heard = back > 0
+    for i, word in enumerate(truth[split - back :]):
+        jitter = draw(st.integers(-300, 300))
+        text = word.text
+        if i < back and draw(st.booleans()):
+            text = draw(st.sampled_from(["uh", "a", text[: len(text) // 2] or "x", text + "s"]))
+            anchor_heard = anchor_heard and i < back - 1
+        # Whisper never places a word before the start of the audio it was given.
+        start, end = max(start_ms, word.start_ms + jitter), max(start_ms, word.end_ms + jitter)
+        window.append(Word(text, start, end, 0.8))
+    return committed, window, start_ms, tokens[split:], anchor_heard
+
+
+@settings(max_examples=300, deadline=None)
+@given(overlapping_windows())
+def test_merging_windows_never_repeats_a_committed_word(
+    case: tuple[list[Word], list[Word], int, list[str], bool],
+) -> None:
+    """Whatever the window heard in the overlap, no committed word comes back."""
+    committed, window, start_ms, _, _ = case
+    committed_words = {normalize(w.text) for w in committed}
+    fresh = merge_window(committed, window, start_ms)
+    assert not committed_words & {normalize(w.text) for w in fresh}
+
+
+@settings(max_examples=300, deadline=None)
+@given(overlapping_windows())
+def test_merging_a_window_that_re_hears_the_last_committed_word_loses_nothing(
+    case: tuple[list[Word], list[Word], int, list[str], bool],
+) -> None:
+    """When the window agrees on the last committed word, every later word comes out once."""
+    committed, window, start_ms, after, anchor_heard = case
+    assume(anchor_heard)
+    fresh = texts(merge_window(committed, window, start_ms))
+    assert fresh == after
+
+
+# --- the transcript ---
+
+
+def test_text_joins_words_with_single_spaces_and_attaches_bare_punctuation() -> None:
+    """Words joined by one space; punctuation Whisper returned alone attaches to its word."""
+    transcript = Transcript()
+    transcript.commit([Word("Hello", 0, 300, 0.9), Word(",", 300, 310, 0.9)])
+    transcript.commit([Word("world.", 400, 700, 0.9)])
+    assert transcript.text == "Hello, world."
+    assert transcript.char_count == len("Hello, world.")
+    assert transcript.last_word_end_ms == 700
+
+
+def test_json_round_trip_keeps_text_words_and_timeline() -> None:
+    """to_json is JSON-safe and from_json restores an equal transcript."""
+    transcript = Transcript.from_text("Earlier text.", 4000)
+    transcript.commit([Word("Then", 4100, 4300, 0.75), Word("this.", 4400, 4800, 0.5)])
+    data = json.loads(json.dumps(transcript.to_json()))
+    assert data["words"][0] == {"text": "Then", "start": 4100, "end": 4300, "prob": 0.75}
+    restored = Transcript.from_json(data)
+    assert restored == transcript
+    assert restored.text == "Earlier text. Then this."
+
+
+def test_from_json_accepts_the_word_list_alone() -> None:
+    """A checkpoint's word tail (no text) rebuilds a transcript of those words."""
+    words = Transcript(timeline("a b c")).to_json()["words"]
+    assert Transcript.from_json({"words": words}).text == "a b c"
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"text": 1, "start": 0, "end": 1, "prob": 0.5},
+        {"text": "a", "start": True, "end": 1, "prob": 0.5},
+        {"text": "a", "start": 0, "end": 1, "prob": 2},
+        {"text": "a", "start": 0, "end": 1},
+    ],
+)
+def test_from_json_refuses_malformed_words(item: dict[str, object]) -> None:
+    """Wrong types, out-of-range probabilities and missing fields raise."""
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        Transcript.from_json({"words": [item]})
+
+
+def test_from_text_is_one_committed_block_ending_at_end_ms() -> None:
+    """A text-only checkpoint resumes as committed text with no words, ending at end_ms."""
+    transcript = Transcript.from_text("Hello world.", 5000)
+    assert (transcript.text, transcript.words, transcript.last_word_end_ms) == (
+        "Hello world.",
+        [],
+        5000,
+    )
+    transcript.commit([Word("Again.", 5100, 5500, 0.9)])
+    assert transcript.text == "Hello world. Again."
+
+
+def test_from_text_and_tail_keeps_the_full_text_and_the_tail_for_the_merge() -> None:
+    """Resuming with text plus its last words restores both; a tail that does not end the
+    text is ignored."""
+    full = "One two three four"
+    tail = timeline("three four", start_ms=800)
+    resumed = Transcript.from_text_and_tail(full, tail)
+    assert (resumed.text, resumed.words) == (full, tail)
+    mismatched = Transcript.from_text_and_tail(full, timeline("five six"))
+    assert (mismatched.text, mismatched.words) == (full, [])
+
+
+def test_tail_prompt_is_the_committed_tail_within_max_chars() -> None:
+    """The prompt is the end of the committed text, cut at a word boundary."""
+    transcript = Transcript.from_text("Once upon a time there was a river.", 3000)
+    transcript.commit(timeline("It flowed north.", start_ms=3100))
+    assert transcript.tail_prompt() == "Once upon a time there was a river. It flowed north."
+    assert transcript.tail_prompt(max_chars=24) == "river. It flowed north."
+
+
+def test_tail_prompt_holds_only_words_heard_before_the_window() -> None:
+    """With before_ms, words inside the next window are left out of its prompt."""
+    transcript = Transcript(timeline("one two three four"))  # "four" ends 1500
+    assert transcript.tail_prompt(before_ms=1000) == "one two"
+
+
+def test_tail_prompt_stops_at_a_long_pause() -> None:
+    """Text from before a long pause never conditions the next window."""
+    transcript = Transcript(timeline("before the pause"))
+    transcript.commit(timeline("after it", start_ms=10_000))
+    assert transcript.tail_prompt() == "after it"
+    assert transcript.tail_prompt(before_ms=30_000) == ""
+    assert Transcript.from_text("old text", 1000).tail_prompt(before_ms=9000) == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "thank you thank you",
+        "no no no",
+        "and then we went home and then we went home",
+        "the river is wide. I said the river is wide today",
+    ],
+)
+def test_tail_prompt_is_dropped_when_the_tail_repeats_itself(text: str) -> None:
+    """A tail holding a repetition loop is not fed back to Whisper."""
+    assert has_repetition(text)
+    assert Transcript(timeline(text)).tail_prompt() == ""
+
+
+def test_ordinary_speech_is_not_taken_for_a_loop() -> None:
+    """Natural repeats ("very very", a repeated word) keep the prompt."""
+    text = "it is very very good and the river is good for the boats"
+    assert not has_repetition(text)
+    assert Transcript(timeline(text)).tail_prompt() == text
