@@ -1,0 +1,291 @@
+"""Handshake middleware (``transcription/auth/middleware.py``) through channels'
+``WebsocketCommunicator``, with the denial-response extension added to the scope."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import DatabaseError
+from django_prometheus.testutils import assert_metric_diff, save_registry
+
+from transcription.auth import keys
+from transcription.auth.keys import create_key
+from transcription.auth.middleware import HandshakeAuthMiddleware, credentials
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ENV_KEY = "a3f1b9c7e8d2f4a6b0c5e7d9f1a3b5c7e9d1f3a5b7c9e1d3f5a7b9c1e3d5f7"
+REJECTED = "openasr_connections_rejected_auth_total"
+
+
+async def inner_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Stands in for the consumer: accepts and reports what the middleware put in the scope."""
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept", "subprotocol": scope.get("openasr.subprotocol")})
+    report = {"key": scope.get("openasr.key"), "ip": scope.get("openasr.client_ip")}
+    await send({"type": "websocket.send", "text": json.dumps(report)})
+
+
+@dataclass
+class Outcome:
+    """What the client saw: an HTTP status (101 for accepted) and the rest."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    subprotocol: str | None = None
+    report: dict[str, Any] | None = None
+    close_code: int | None = None
+
+
+async def handshake(
+    headers: list[tuple[str, str]] | None = None,
+    *,
+    subprotocols: list[str] | None = None,
+    peer: str = "203.0.113.5",
+    path: str = "/transcribe",
+    extension: bool = True,
+) -> Outcome:
+    app = HandshakeAuthMiddleware(inner_app)
+    comm = WebsocketCommunicator(
+        app,
+        path,
+        headers=[(k.lower().encode(), v.encode()) for k, v in headers or []],
+        subprotocols=subprotocols,
+    )
+    comm.scope["client"] = (peer, 40000)
+    if extension:
+        comm.scope["extensions"] = {"websocket.http.response": {}}
+    await comm.send_input({"type": "websocket.connect"})
+    first = await comm.receive_output(2)
+    try:
+        if first["type"] == "websocket.http.response.start":
+            body = await comm.receive_output(2)
+            return Outcome(
+                status=first["status"],
+                headers={k.decode(): v.decode() for k, v in first["headers"]},
+                body=json.loads(body["body"]),
+            )
+        if first["type"] == "websocket.close":
+            return Outcome(status=403, close_code=first["code"])  # what daphne would answer
+        assert first["type"] == "websocket.accept"
+        report = json.loads((await comm.receive_output(2))["text"])
+        return Outcome(status=101, subprotocol=first.get("subprotocol"), report=report)
+    finally:
+        await comm.wait(2)
+
+
+def bearer(key: str) -> list[tuple[str, str]]:
+    return [("Authorization", f"Bearer {key}")]
+
+
+async def db_key(name: str = "client", **kwargs: Any) -> tuple[Any, str]:
+    return await sync_to_async(create_key)(name, **kwargs)
+
+
+# --- dev mode ---
+
+
+async def test_dev_mode_is_open(configure: Any) -> None:
+    """No key anywhere and WSS_REQUIRE_AUTH unset: accepted with no key."""
+    out = await handshake()
+    assert out.status == 101 and out.report == {"key": None, "ip": "203.0.113.5"}
+
+
+async def test_dev_mode_echoes_the_openasr_subprotocol(configure: Any) -> None:
+    """Browsers that offer subprotocols get one back even in dev mode."""
+    out = await handshake(subprotocols=["openasr.bearer.whatever", "openasr"])
+    assert out.status == 101 and out.subprotocol == "openasr"
+
+
+async def test_require_auth_closes_dev_mode(configure: Any) -> None:
+    """WSS_REQUIRE_AUTH=true without a key offered: 401."""
+    configure(require_auth=True)
+    assert (await handshake()).status == 401
+
+
+# --- keys ---
+
+
+async def test_env_key_in_the_header(configure: Any) -> None:
+    """Authorization: Bearer <WSS_API_KEY> is accepted as the env key."""
+    configure(api_key=ENV_KEY)
+    out = await handshake(bearer(ENV_KEY))
+    assert out.status == 101
+    assert out.report is not None
+    assert out.report["key"] == {"id": "env", "name": "env", "max_sessions": None}
+
+
+async def test_database_key_in_the_header(configure: Any) -> None:
+    """A database key is accepted and the connection knows its id, name and limit."""
+    row, key = await db_key("mobile-app", max_sessions=2)
+    out = await handshake(bearer(key))
+    assert out.status == 101 and out.report is not None
+    assert out.report["key"] == {"id": str(row.pk), "name": "mobile-app", "max_sessions": 2}
+
+
+async def test_bearer_scheme_is_case_insensitive(configure: Any) -> None:
+    """RFC 7235: 'bearer' and 'BEARER' are the same scheme."""
+    _, key = await db_key()
+    assert (await handshake([("Authorization", f"bearer {key}")])).status == 101
+
+
+async def test_subprotocol_bearer_for_browsers(configure: Any) -> None:
+    """["openasr.bearer.<key>", "openasr"] authenticates; the server echoes only "openasr"."""
+    _, key = await db_key()
+    out = await handshake(subprotocols=[f"openasr.bearer.{key}", "openasr"])
+    assert out.status == 101 and out.subprotocol == "openasr"
+    assert out.report is not None and out.report["key"]["name"] == "client"
+
+
+async def test_subprotocol_bearer_alone_echoes_nothing(configure: Any) -> None:
+    """The key-carrying protocol is never echoed back."""
+    _, key = await db_key()
+    out = await handshake(subprotocols=[f"openasr.bearer.{key}"])
+    assert out.status == 101 and out.subprotocol is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ([], "missing API key"),
+        ([("Authorization", "Bearer")], "empty API key"),
+        ([("Authorization", "Bearer ")], "empty API key"),
+        ([("Authorization", "Basic dXNlcjpwYXNz")], "empty API key"),
+        ([("Authorization", "Bearer oasr_0123456789ab.nope")], "invalid API key"),
+    ],
+)
+async def test_missing_or_wrong_key_is_401(
+    configure: Any, headers: list[tuple[str, str]], message: str
+) -> None:
+    """401 with WWW-Authenticate and a short JSON reason; the metric counts it."""
+    await db_key()
+    before = save_registry()
+    out = await handshake(headers)
+    assert out.status == 401
+    assert out.headers["www-authenticate"].startswith("Bearer")
+    assert out.headers["content-type"] == "application/json"
+    assert out.body is not None and out.body["error"] == "unauthorized"
+    assert message in out.body["message"]
+    assert_metric_diff(before, 1, REJECTED)
+
+
+async def test_key_in_the_query_string_is_ignored(configure: Any) -> None:
+    """?api_key=, ?key=, ?token=: never read."""
+    _, key = await db_key()
+    for name in ("api_key", "key", "token", "access_token"):
+        assert (await handshake(path=f"/transcribe?{name}={key}")).status == 401
+
+
+async def test_header_wins_over_subprotocol(configure: Any) -> None:
+    """With both, the Authorization header is the credential (one credential per request)."""
+    _, key = await db_key()
+    out = await handshake(
+        [("Authorization", "Bearer wrong")], subprotocols=[f"openasr.bearer.{key}", "openasr"]
+    )
+    assert out.status == 401
+
+
+async def test_without_the_extension_the_socket_is_closed(configure: Any) -> None:
+    """Servers without the denial extension get a close before accept (daphne: 403)."""
+    configure(api_key=ENV_KEY)
+    out = await handshake(extension=False)
+    assert out.close_code == 1008
+
+
+async def test_database_outage_is_503_not_401(
+    configure: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key that cannot be checked is not a wrong key: 503 with Retry-After, no failure."""
+    await db_key()
+
+    def broken(prefix: str) -> None:
+        raise DatabaseError("db down")
+
+    monkeypatch.setattr(keys, "_load_snapshot", broken)
+    before = save_registry()
+    out = await handshake(bearer("oasr_0123456789ab.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+    assert out.status == 503 and "retry-after" in out.headers
+    assert_metric_diff(before, 0, REJECTED)
+
+
+# --- failure limit ---
+
+
+async def test_eleventh_failure_is_429_and_a_valid_key_still_works(configure: Any) -> None:
+    """10 failures per 60 s per address: the 11th gets 429 + Retry-After; a valid key from
+    the same address is served; another address is unaffected."""
+    _, key = await db_key()
+    before = save_registry()
+    statuses = [(await handshake(bearer("wrong"), peer="198.51.100.9")).status for _ in range(10)]
+    assert statuses == [401] * 10
+    blocked = await handshake(bearer("wrong"), peer="198.51.100.9")
+    assert blocked.status == 429
+    assert 1 <= int(blocked.headers["retry-after"]) <= 60
+    assert blocked.body is not None and blocked.body["error"] == "too_many_requests"
+    assert_metric_diff(before, 11, REJECTED)
+    assert (await handshake(peer="198.51.100.9")).status == 429  # no key at all: also blocked
+    assert (await handshake(bearer(key), peer="198.51.100.9")).status == 101
+    assert (await handshake(bearer("wrong"), peer="198.51.100.10")).status == 401
+
+
+async def test_forwarded_for_is_used_only_from_trusted_proxies(configure: Any) -> None:
+    """Behind a trusted proxy each forwarded client has its own count."""
+    configure(trusted_proxies=("127.0.0.1",), auth_failure_limit=1)
+    await db_key()
+
+    def via_proxy(client: str) -> list[tuple[str, str]]:
+        return [("X-Forwarded-For", client), ("Authorization", "Bearer wrong")]
+
+    assert (await handshake(via_proxy("203.0.113.1"), peer="127.0.0.1")).status == 401
+    assert (await handshake(via_proxy("203.0.113.1"), peer="127.0.0.1")).status == 429
+    assert (await handshake(via_proxy("203.0.113.2"), peer="127.0.0.1")).status == 401
+    # an untrusted peer's header is ignored: its own address is counted
+    assert (await handshake(via_proxy("203.0.113.3"), peer="198.51.100.50")).status == 401
+    assert (await handshake(via_proxy("203.0.113.4"), peer="198.51.100.50")).status == 429
+
+
+async def test_accepted_connection_knows_the_forwarded_client(configure: Any) -> None:
+    """scope["openasr.client_ip"] is the forwarded client behind a trusted proxy."""
+    configure(trusted_proxies=("127.0.0.1",))
+    out = await handshake([("X-Forwarded-For", "203.0.113.77")], peer="127.0.0.1")
+    assert out.report is not None and out.report["ip"] == "203.0.113.77"
+
+
+# --- origin ---
+
+
+async def test_foreign_origin_is_403_and_not_an_auth_failure(configure: Any) -> None:
+    """A browser page from another site is refused with 403, before any key check."""
+    _, key = await db_key()
+    before = save_registry()
+    out = await handshake(
+        [("Origin", "https://evil.example"), ("Host", "asr.example.com"), *bearer(key)]
+    )
+    assert out.status == 403 and out.body == {"error": "forbidden", "message": "Origin not allowed"}
+    assert_metric_diff(before, 0, REJECTED)
+
+
+async def test_same_origin_and_allowed_origins_pass(configure: Any) -> None:
+    """Same host passes by default; WSS_ALLOWED_ORIGINS lists other pages."""
+    _, key = await db_key()
+    same = [("Origin", "https://asr.example.com"), ("Host", "asr.example.com"), *bearer(key)]
+    assert (await handshake(same)).status == 101
+    configure(allowed_origins=("https://app.example.com",))
+    other = [("Origin", "https://app.example.com"), ("Host", "asr.example.com"), *bearer(key)]
+    assert (await handshake(other)).status == 101
+    assert (await handshake(same)).status == 403
+
+
+def test_credentials_parsing() -> None:
+    """Header first, then the bearer subprotocol; "openasr" is echoed when offered."""
+    scope = {"headers": [(b"authorization", b"Bearer k1")], "subprotocols": ["openasr"]}
+    assert credentials(scope).key == "k1" and credentials(scope).subprotocol == "openasr"
+    scope = {"headers": [], "subprotocols": ["openasr.bearer.k2"]}
+    assert credentials(scope).key == "k2" and credentials(scope).subprotocol is None
+    assert credentials({"headers": []}).key is None

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from transcription.inference import backend as backend_mod
+from transcription.inference import whisper_pwc, whisper_shared
+from transcription.inference.backend import (
+    check_model_file,
+    effective_threads,
+    load_backend,
+    model_name_from_path,
+)
+from transcription.inference.types import InferenceRequest
+
+
+@pytest.fixture
+def ggml_file(tmp_path: Path) -> Path:
+    path = tmp_path / "ggml-tiny.en.bin"
+    path.write_bytes(backend_mod.GGML_MAGIC + b"\0" * 64)
+    return path
+
+
+def test_missing_model_file_is_refused(tmp_path: Path) -> None:
+    """A path that does not exist raises FileNotFoundError naming it."""
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_model_file(tmp_path / "missing.bin")
+
+
+def test_file_without_ggml_magic_is_refused(tmp_path: Path) -> None:
+    """A file that is not GGML is refused before any loader sees it."""
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"PK\x03\x04 not a model")
+    with pytest.raises(ValueError, match="not a GGML"):
+        check_model_file(path)
+
+
+def test_ggml_file_resolves_to_an_absolute_path(ggml_file: Path) -> None:
+    """A valid file comes back absolute, so pywhispercpp never treats it as a model name."""
+    assert check_model_file(ggml_file).is_absolute()
+
+
+def test_model_name_comes_from_the_file_name() -> None:
+    """ggml-tiny.en.bin is called tiny.en."""
+    assert model_name_from_path(Path("/m/ggml-tiny.en.bin")) == "tiny.en"
+    assert model_name_from_path(Path("/m/custom.bin")) == "custom"
+
+
+@pytest.mark.parametrize(("asked", "budget", "used"), [(1, 2, 1), (4, 2, 2), (0, 3, 3)])
+def test_request_threads_are_capped_by_the_backend_budget(
+    asked: int, budget: int, used: int
+) -> None:
+    """A request gets the threads it asks for, at most the configured budget (0 = budget)."""
+    assert effective_threads(InferenceRequest(n_threads=asked), budget) == used
+
+
+def test_shared_falls_back_to_pywhispercpp_with_a_warning(
+    ggml_file: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the ctypes binding fails its self-check, load_backend uses pywhispercpp."""
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise whisper_shared.BindingError("whisper.h layout mismatch: test")
+
+    class StubPwc:
+        def __init__(self, path: Path, *, concurrency: int, n_threads: int) -> None:
+            self.args = (path, concurrency, n_threads)
+
+    monkeypatch.setattr(whisper_shared, "SharedWhisperBackend", broken)
+    monkeypatch.setattr(whisper_pwc, "PyWhisperCppBackend", StubPwc)
+    with caplog.at_level(logging.WARNING):
+        backend = load_backend("shared", ggml_file, concurrency=2, n_threads=1)
+    assert isinstance(backend, StubPwc)
+    assert backend.args == (ggml_file, 2, 1)
+    assert "falling back to pywhispercpp" in caplog.text
+
+
+def test_model_load_errors_are_not_hidden_by_the_fallback(
+    ggml_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that fails to load raises; only binding errors trigger the fallback."""
+
+    def bad_model(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("whisper.cpp could not load it")
+
+    monkeypatch.setattr(whisper_shared, "SharedWhisperBackend", bad_model)
+    with pytest.raises(ValueError, match="could not load"):
+        load_backend("shared", ggml_file, concurrency=1, n_threads=1)
+
+
+def test_unknown_kind_and_bad_counts_are_refused(ggml_file: Path) -> None:
+    """load_backend names the rule that a bad argument breaks."""
+    with pytest.raises(ValueError, match="backend must be one of"):
+        load_backend("onnx", ggml_file, concurrency=1, n_threads=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="concurrency"):
+        load_backend("fake", ggml_file, concurrency=0, n_threads=1)
+    with pytest.raises(ValueError, match="n_threads"):
+        load_backend("fake", ggml_file, concurrency=1, n_threads=0)

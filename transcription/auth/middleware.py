@@ -1,0 +1,195 @@
+"""Handshake checks for ``/transcribe``: origin, API key, auth-failure limit.
+
+Normative: PROTOCOL.md "Transport and auth". Everything is decided before the consumer runs, and
+a refusal is an HTTP response to the upgrade request (ASGI "WebSocket Denial Response"
+extension, which ``openasr_site/server.py`` adds to daphne): 401 for a missing or wrong key, 429
+with ``Retry-After`` after too many failures from one address, 403 for a foreign ``Origin``, 503
+when the key database cannot be read. Without the extension the socket is closed before accept.
+
+Where the key comes from:
+
+* ``Authorization: Bearer <key>`` (the seed's way, for every non-browser client), or
+* browsers, which cannot set headers on a WebSocket, offer the subprotocols
+  ``["openasr.bearer.<key>", "openasr"]``; the server answers with ``openasr`` and never echoes
+  the key. When both are sent, the header is used.
+
+A key in the query string is never read: URLs end up in proxy and access logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from transcription import metrics
+from transcription.auth.keys import KEY_CACHE, AuthUnavailable, KeyIdentity
+from transcription.auth.origin import origin_allowed
+from transcription.auth.ratelimit import client_ip, get_limiter
+
+log = logging.getLogger(__name__)
+
+DENIAL_EXTENSION = "websocket.http.response"
+PROTOCOL_NAME = "openasr"
+BEARER_PROTOCOL_PREFIX = "openasr.bearer."
+SCOPE_KEY = "openasr.key"
+SCOPE_SUBPROTOCOL = "openasr.subprotocol"
+SCOPE_CLIENT_IP = "openasr.client_ip"
+CLOSE_POLICY_VIOLATION = 1008
+DB_RETRY_AFTER_S = 5
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the upgrade request offered: a key (None: none offered) and the protocol to echo."""
+
+    key: str | None
+    subprotocol: str | None
+
+
+@dataclass(frozen=True)
+class Denial:
+    """An HTTP refusal of the upgrade: status, short JSON reason (never key material)."""
+
+    status: int
+    error: str
+    message: str
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def body(self) -> bytes:
+        return json.dumps({"error": self.error, "message": self.message}).encode()
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of a request header (names are lower case in ASGI scopes)."""
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin1")
+    return None
+
+
+def header_values(scope: Scope, name: bytes) -> list[str]:
+    """Every value of a request header."""
+    return [v.decode("latin1") for k, v in scope.get("headers", []) if k.lower() == name]
+
+
+def credentials(scope: Scope) -> Credentials:
+    """The key offered in ``Authorization`` or the bearer subprotocol, and the subprotocol
+    to accept (``openasr`` when the client offered it)."""
+    offered = [p.strip() for p in scope.get("subprotocols", []) or []]
+    subprotocol = PROTOCOL_NAME if PROTOCOL_NAME in offered else None
+    auth = header(scope, b"authorization")
+    if auth is not None:
+        scheme, _, token = auth.strip().partition(" ")
+        # The scheme is case-insensitive (RFC 7235 §2.1); anything but Bearer offers no key.
+        return Credentials(token.strip() if scheme.lower() == "bearer" else "", subprotocol)
+    for proto in offered:
+        if proto.startswith(BEARER_PROTOCOL_PREFIX):
+            return Credentials(proto[len(BEARER_PROTOCOL_PREFIX) :], subprotocol)
+    return Credentials(None, subprotocol)
+
+
+def request_client_ip(scope: Scope) -> str:
+    """The client address for the failure limit (``X-Forwarded-For`` from trusted proxies)."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else None
+    return client_ip(
+        peer, header_values(scope, b"x-forwarded-for"), settings.OPENASR.trusted_proxies
+    )
+
+
+class HandshakeAuthMiddleware:
+    """ASGI middleware for WebSocket scopes: origin, then key, then the failure limit.
+
+    On success the inner app gets ``scope["openasr.key"]`` (a ``KeyIdentity``, or None in dev
+    mode) and ``scope["openasr.subprotocol"]`` (the non-secret protocol to accept with).
+    """
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "websocket":
+            await self.inner(scope, receive, send)
+            return
+        ip = request_client_ip(scope)
+        outcome = await self.authorize(scope, ip)
+        if isinstance(outcome, Denial):
+            await receive()  # websocket.connect
+            await deny(scope, send, outcome)
+            return
+        identity, subprotocol = outcome
+        scope = {
+            **scope,
+            SCOPE_KEY: identity,
+            SCOPE_SUBPROTOCOL: subprotocol,
+            SCOPE_CLIENT_IP: ip,
+        }
+        await self.inner(scope, receive, send)
+
+    async def authorize(
+        self, scope: Scope, ip: str
+    ) -> Denial | tuple[KeyIdentity | None, str | None]:
+        """Decide the handshake: ``(identity, subprotocol)`` to accept, or a ``Denial``."""
+        cfg = settings.OPENASR
+        origin = header(scope, b"origin")
+        if not origin_allowed(origin, header(scope, b"host"), cfg.allowed_origins):
+            log.info("handshake refused from %s: origin not allowed", ip)
+            return Denial(403, "forbidden", "Origin not allowed")
+        creds = credentials(scope)
+        try:
+            if not await KEY_CACHE.auth_required():
+                return None, creds.subprotocol  # dev mode (check_auth_configuration warned)
+            if creds.key is None:
+                reason = "missing API key: send Authorization: Bearer <key>"
+            else:
+                result = await KEY_CACHE.authenticate(creds.key)
+                if result.identity is not None:
+                    return result.identity, creds.subprotocol
+                reason = result.reason
+        except AuthUnavailable:
+            log.warning("handshake refused from %s: key database unavailable", ip, exc_info=True)
+            return Denial(
+                503,
+                "unavailable",
+                "Authentication is temporarily unavailable",
+                [(b"retry-after", str(DB_RETRY_AFTER_S).encode())],
+            )
+        verdict = await get_limiter().record_failure(ip)
+        metrics.CONNECTIONS_REJECTED_AUTH.inc()
+        if verdict.blocked:
+            log.info("handshake refused from %s: too many auth failures (%d)", ip, verdict.count)
+            return Denial(
+                429,
+                "too_many_requests",
+                f"Too many failed authentication attempts; retry after {verdict.retry_after_s} s",
+                [(b"retry-after", str(verdict.retry_after_s).encode())],
+            )
+        log.info("handshake refused from %s: %s", ip, reason)
+        return Denial(
+            401, "unauthorized", reason, [(b"www-authenticate", b'Bearer realm="openasr"')]
+        )
+
+
+async def deny(scope: Scope, send: Send, denial: Denial) -> None:
+    """Send the refusal as an HTTP response, or close before accept without the extension."""
+    if DENIAL_EXTENSION not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION})
+        return
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": denial.status,
+            "headers": [(b"content-type", b"application/json"), *denial.headers],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": denial.body()})

@@ -1,0 +1,113 @@
+"""The inference backend interface and the one place that picks an implementation.
+
+Implementations: ``shared`` (ctypes over whisper.cpp, one copy of the weights, one state per
+concurrent call), ``pywhispercpp`` (a pool of pywhispercpp models, one copy of the weights
+each) and ``fake`` (deterministic words, for protocol tests and the ingest benchmark).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from transcription.inference.types import InferenceRequest, Segment
+
+log = logging.getLogger(__name__)
+
+BackendKind = Literal["shared", "pywhispercpp", "fake"]
+
+# First four bytes of a GGML whisper file: the uint32 0x67676d6c ("ggml") little-endian.
+GGML_MAGIC = b"lmgg"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Transcribes 16 kHz mono float32 audio; safe for up to ``concurrency`` calling threads."""
+
+    model_name: str
+    model_path: Path
+    multilingual: bool
+    concurrency: int
+
+    def transcribe(self, samples: np.ndarray, request: InferenceRequest) -> list[Segment]:
+        """Blocking; called from a worker thread. Times are ms from the start of ``samples``."""
+        ...
+
+    def close(self) -> None:
+        """Free the model; called once at shutdown, after every transcribe() has returned."""
+        ...
+
+
+def load_backend(
+    kind: BackendKind,
+    model_path: str | Path,
+    *,
+    concurrency: int,
+    n_threads: int,
+) -> Backend:
+    """Load a backend (blocking, seconds). ``n_threads`` caps the threads of one inference.
+
+    ``shared`` falls back to ``pywhispercpp`` with a warning when the ctypes binding does not
+    match the installed libwhisper (its layout self-check or symbol lookup fails).
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be an integer >= 1")
+    if n_threads < 1:
+        raise ValueError("n_threads must be an integer >= 1")
+    if kind == "fake":
+        from transcription.inference.fake import FakeBackend
+
+        return FakeBackend(model_path=Path(model_path), concurrency=concurrency)
+    path = check_model_file(model_path)
+    if kind == "shared":
+        from transcription.inference.whisper_shared import BindingError, SharedWhisperBackend
+
+        try:
+            return SharedWhisperBackend(path, concurrency=concurrency, n_threads=n_threads)
+        except BindingError:
+            log.warning(
+                "shared whisper backend unavailable; falling back to pywhispercpp "
+                "(one copy of the weights per concurrent inference)",
+                exc_info=True,
+            )
+            kind = "pywhispercpp"
+    if kind == "pywhispercpp":
+        from transcription.inference.whisper_pwc import PyWhisperCppBackend
+
+        return PyWhisperCppBackend(path, concurrency=concurrency, n_threads=n_threads)
+    raise ValueError(f"backend must be one of shared, pywhispercpp, fake; got {kind!r}")
+
+
+def check_model_file(model_path: str | Path) -> Path:
+    """Return the absolute path of an existing GGML file, or raise FileNotFoundError/ValueError.
+
+    pywhispercpp treats a path that does not exist as a model *name* and downloads it, and a
+    file it cannot parse loads "successfully" into a NULL context that segfaults on first use
+    (WHISPER_FACTS.md, failure modes), so both are refused here before any loader sees them.
+    """
+    path = Path(model_path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    with path.open("rb") as f:
+        magic = f.read(len(GGML_MAGIC))
+    if magic != GGML_MAGIC:
+        raise ValueError(f"model file {path} is not a GGML whisper model (bad magic {magic!r})")
+    return path
+
+
+def effective_threads(request: InferenceRequest, n_threads: int) -> int:
+    """Threads for one call: the request's wish, capped by the backend's configured budget."""
+    if request.n_threads <= 0:
+        return n_threads
+    return min(request.n_threads, n_threads)
+
+
+def model_name_from_path(path: Path) -> str:
+    """``ggml-tiny.en.bin`` -> ``tiny.en``; any other file name -> its stem."""
+    name = path.name
+    if name.startswith("ggml-"):
+        name = name[len("ggml-") :]
+    return name.removesuffix(".bin")
