@@ -11,6 +11,11 @@ import dj_database_url
 
 from openasr_site.config import BASE_DIR, ConfigError, load_config
 
+# whisper.cpp's OpenMP threads spin while waiting by default; with more busy threads than cores
+# (2 inference threads next to daphne, a second worker, ...) one window then takes 10-20x longer.
+# Must be set before libgomp loads (first pywhispercpp import), i.e. here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 try:
     OPENASR = load_config()
 except ConfigError as exc:  # fail at start-up, naming the variable
@@ -97,7 +102,9 @@ if OPENASR.redis_url:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [OPENASR.redis_url],
+                # redis-py's 5 s default read timeout equals channels_redis's blocking receive
+                # timeout, so an idle worker would die; a value in the URL still wins.
+                "hosts": [{"address": OPENASR.redis_url, "socket_timeout": 15}],
                 # windows are up to 60 s of int16 audio (~1.9 MB); results must not expire
                 # while a busy worker drains the queue
                 "capacity": 500,

@@ -170,7 +170,7 @@ class WindowedPolicy:
             raise ValueError("window_ms must be positive and overlap_ms in 0..window_ms-1")
         self.window_ms = window_ms
         self.overlap_ms = overlap_ms
-        self.pause_search_ms = window_ms // 4 if pause_search_ms is None else pause_search_ms
+        self.pause_search_ms = window_ms // 2 if pause_search_ms is None else pause_search_ms
         # Capped at a quarter window so most of every span can be committed.
         self.edge_guard_ms = min(edge_guard_ms, window_ms // 4)
         self.min_pause_ms = min_pause_ms
@@ -235,6 +235,10 @@ class WindowedPolicy:
         if span.final:
             return span.end_ms
         end = transcript.last_word_end_ms
+        if span.at_pause:
+            # Cut in a pause the speech gate found: no word lies at the cut, everything before
+            # it was committed (no edge guard), so start there and hear no committed word again.
+            return span.end_ms
         if transcript.words and end > span.start_ms:
             if span.at_pause and not interim and span.end_ms - end > SILENT_TAIL_MS:
                 # The span ended in silence: later words cannot be confused with committed

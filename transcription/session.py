@@ -95,9 +95,12 @@ class Outputs:
     backpressure_events: int = 0
 
 
+AUDIO_CTX_MIN_S = 5.0  # shorter encoder contexts make Whisper drop the words of short windows
+
+
 def audio_ctx_for(seconds: float) -> int:
     """whisper.cpp encoder frames for ``seconds`` of audio (50/s) plus margin; 1500 = 30 s."""
-    return min(1500, int(math.ceil(seconds * 50)) + 64)
+    return min(1500, int(math.ceil(max(seconds, AUDIO_CTX_MIN_S) * 50)) + 64)
 
 
 class Session:
@@ -204,7 +207,7 @@ class Session:
             out.events.append(self._phrase(decision.committed))
         self._release(decision.release_ms)
         self._send_checkpoint(out)
-        if self.transcript.char_count > self.limits.max_transcript_bytes:
+        if len(self.transcript.text.encode()) > self.limits.max_transcript_bytes:
             raise ClientError(
                 ErrorCode.RATE_LIMITED,
                 f"Transcript limit reached ({self.limits.max_transcript_bytes} bytes); "
@@ -266,7 +269,7 @@ class Session:
                 end_ms=span.end_ms,
                 samples=samples,
                 language=self.config.language,
-                prompt=self.transcript.tail_prompt(),
+                prompt=self.transcript.tail_prompt(before_ms=span.start_ms),
                 beam_size=self.limits.beam_size,
                 n_threads=self.limits.n_threads,
                 audio_ctx=audio_ctx_for(seconds) if self.limits.audio_ctx_auto else 0,

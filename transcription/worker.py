@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,11 @@ def segments_from_wire(data: list[dict[str, Any]]) -> list[Segment]:
         )
         for s in data
     ]
+
+
+def max_tokens_for(seconds: float) -> int:
+    """Tokens one segment may take: fast speech is ~4 tokens/s; more is a decoding loop."""
+    return 32 + int(8 * seconds)
 
 
 # --- the process's model (loaded once per process) ---
@@ -175,9 +181,17 @@ class InferenceConsumer(AsyncConsumer):
                 beam_size=int(message.get("beam_size", 1)),
                 n_threads=int(message.get("n_threads", 1)),
                 audio_ctx=int(message.get("audio_ctx", 0)),
+                max_tokens=max_tokens_for(len(samples) / SAMPLE_RATE_HZ),
             )
             t0 = time.monotonic()
             segments = await loop.run_in_executor(_executor, backend.transcribe, samples, request)
+            if not segments and request.prompt:
+                # A prompt can tip Whisper into a loop that the filters then drop, losing the
+                # window's speech: hear it once more without context.
+                request = replace(request, prompt="")
+                segments = await loop.run_in_executor(
+                    _executor, backend.transcribe, samples, request
+                )
             inference_s = time.monotonic() - t0
             audio_s = len(samples) / SAMPLE_RATE_HZ
             metrics.INFERENCE_DURATION.observe(inference_s)

@@ -25,6 +25,7 @@ from transcription.inference.types import InferenceRequest, Segment
 from transcription.inference.words import RawToken, read_segments
 
 SAMPLE_RATE_HZ = 16_000
+PROMPT_MAX_TOKENS = 64  # see whisper_shared.PROMPT_MAX_TOKENS
 
 
 class _Slot:
@@ -142,7 +143,9 @@ class PyWhisperCppBackend:
         params.detect_language = False
         params.initial_prompt = request.prompt
         params.carry_initial_prompt = False
+        params.n_max_text_ctx = PROMPT_MAX_TOKENS  # see whisper_shared.PROMPT_MAX_TOKENS
         params.audio_ctx = max(0, request.audio_ctx)
+        params.max_tokens = max(0, request.max_tokens)
         params.token_timestamps = True
         params.no_context = True
         params.no_timestamps = False

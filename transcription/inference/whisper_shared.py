@@ -58,6 +58,9 @@ WHISPER_SAMPLING_BEAM_SEARCH = 1
 FLT_MAX = 3.4028234663852886e38
 
 
+PROMPT_MAX_TOKENS = 64
+
+
 class BindingError(RuntimeError):
     """The ctypes binding does not match the installed libwhisper (wrong version or layout)."""
 
@@ -592,7 +595,11 @@ class SharedWhisperBackend:
         params.detect_language = False
         params.initial_prompt = prompt
         params.carry_initial_prompt = False
+        # The prompt is the committed tail: 64 tokens of context are plenty, and a long prompt
+        # both slows decoding and invites prompt-echo loops.
+        params.n_max_text_ctx = PROMPT_MAX_TOKENS
         params.audio_ctx = max(0, request.audio_ctx)
+        params.max_tokens = max(0, request.max_tokens)
         params.token_timestamps = True
         params.no_context = True
         params.no_timestamps = False
