@@ -1,0 +1,90 @@
+"""Tests for the WER and duplicate-word helpers."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.support.wer import normalize, repeated_bigrams, wer, word_errors
+
+_WORDS = st.lists(st.sampled_from(["red", "green", "blue", "cat", "dog"]), max_size=8)
+
+
+def test_normalize_lowercases_and_strips_punctuation() -> None:
+    """normalize applies Whisper's English normaliser and splits into words."""
+    assert normalize("Hello, World!  The colour is BLUE.") == [
+        "hello",
+        "world",
+        "the",
+        "color",
+        "is",
+        "blue",
+    ]
+
+
+def test_identical_text_has_zero_wer() -> None:
+    """Case and punctuation differences are not errors."""
+    assert wer("The cat sat on the mat.", "the cat sat on the mat") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("hypothesis", "errors"),
+    [
+        ("the cat sit on the mat", 1),  # substitution
+        ("the cat on the mat", 1),  # deletion
+        ("the big cat sat on the mat", 1),  # insertion
+        ("cat sat on mat the", 3),
+        ("", 6),
+    ],
+)
+def test_word_errors_counts_edits(hypothesis: str, errors: int) -> None:
+    """word_errors is the word-level edit distance."""
+    assert word_errors("the cat sat on the mat", hypothesis) == errors
+
+
+def test_wer_divides_by_reference_length() -> None:
+    """wer is errors over reference words and may exceed one."""
+    assert wer("red green blue cat", "red green glue cat") == pytest.approx(0.25)
+    assert wer("hello", "hello there my friend") == pytest.approx(3.0)
+
+
+def test_empty_reference() -> None:
+    """An empty reference scores 0 for silence and the inserted-word count otherwise."""
+    assert wer("", "") == 0.0
+    assert wer("", "thank you") == 2.0
+
+
+@given(_WORDS, _WORDS)
+def test_wer_is_symmetric_in_edit_count(a: list[str], b: list[str]) -> None:
+    """The edit distance is symmetric and zero only for equal word lists."""
+    ref, hyp = " ".join(a), " ".join(b)
+    assert word_errors(ref, hyp) == word_errors(hyp, ref)
+    assert (word_errors(ref, hyp) == 0) == (a == b)
+    assert word_errors(ref, hyp) <= max(len(a), len(b))
+
+
+def test_repeated_bigrams_counts_duplicated_phrase() -> None:
+    """A phrase repeated at a window join counts once per duplicated pair."""
+    ref = "bring the blue folder to the meeting tomorrow"
+    hyp = "bring the blue folder to the meeting to the meeting tomorrow"
+    assert repeated_bigrams(hyp, ref) == 2
+
+
+def test_repeated_bigrams_counts_doubled_word() -> None:
+    """A single doubled word counts as one repeated pair."""
+    assert repeated_bigrams("the meeting meeting tomorrow", "the meeting tomorrow") == 1
+
+
+def test_repeated_bigrams_ignores_misrecognitions() -> None:
+    """Wrong words alone are not duplicates."""
+    ref = "she sells seashells by the seashore"
+    assert repeated_bigrams("she sells sea shells by the sea shore", ref) == 0
+    assert repeated_bigrams(ref, ref) == 0
+
+
+def test_repeated_bigrams_respects_reference_repeats() -> None:
+    """Pairs the reference itself repeats are only counted beyond the reference's count."""
+    ref = "very very good and very very good"
+    assert repeated_bigrams(ref, ref) == 0
+    assert repeated_bigrams("very very very good and very very good", ref) == 1
