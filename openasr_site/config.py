@@ -282,7 +282,7 @@ SETTINGS: tuple[Setting, ...] = (
         "WSS_MAX_MESSAGES_PER_S",
         "max_messages_per_s",
         _int(1),
-        "200",
+        "1000",
         ("server", "max_messages_per_s"),
         "Per-session message rate limit",
     ),

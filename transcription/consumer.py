@@ -132,7 +132,9 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         self.last_activity = time.monotonic()
         size = len(bytes_data) if bytes_data is not None else len(text_data or "")
         try:
-            if not self.rate.allow(size):
+            # Only audio frames are throttled: control messages are few by construction (one
+            # config, one end), and refusing a speech.end would strand the transcript.
+            if bytes_data is not None and not self.rate.allow(size):
                 raise ClientError(
                     ErrorCode.RATE_LIMITED,
                     f"Too many messages: at most {self.rate.max_messages} messages and "

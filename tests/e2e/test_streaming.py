@@ -77,7 +77,11 @@ async def test_opus_at_48k_is_transcribed(
     """Opus packets at 48 kHz (one per frame) give the spoken words."""
     packets = opus_packets(long_speech.audio)
     result = await stream(
-        inprocess_server.url, packets, config(sample_rate=48000, encoding="opus"), frame_ms=20
+        inprocess_server.url,
+        packets,
+        config(sample_rate=48000, encoding="opus"),
+        frame_ms=20,
+        speed=5.0,  # 250 packets/s: under the per-session message limit
     )
     assert_transcript_ok(result, long_speech.text)
 

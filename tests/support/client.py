@@ -76,6 +76,7 @@ async def stream(
     *,
     frame_ms: int = 200,
     realtime: bool = False,
+    speed: float | None = None,
     headers: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
     timeout: float = 240,
     end: bool = True,
@@ -106,7 +107,9 @@ async def stream(
         for frame in frames:
             await asyncio.wait_for(may_send.wait(), timeout)
             await ws.send(frame)
-            await asyncio.sleep(frame_ms / 1000 if realtime else 0)
+            # realtime: one frame per frame duration; speed: that many times faster
+            pace = 1.0 if realtime else speed
+            await asyncio.sleep(frame_ms / 1000 / pace if pace else 0)
         if end:
             await ws.send(json.dumps({"type": "speech.end", "payload": {}}))
         try:
