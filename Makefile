@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-nodeps.txt | cksum | cut -d' ' -f1)
 WSS_MODEL ?= tiny.en
 RUN_SYS_PKGS := libopus0
-TEST_SYS_PKGS := libopus0 flite espeak-ng sox festival festvox-us-slt-hts redis-server
+TEST_SYS_PKGS := libopus0 flite espeak-ng sox festival festvox-us-slt-hts redis-server chromium nodejs
 
 .PHONY: run worker test lint fmt bench install model migrate sysdeps-run sysdeps-test clean
 
@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
-	$(BIN)/pip install -q -e clients/python 2>/dev/null || true
+	$(BIN)/pip install -q -e clients/python
 	rm -f $(VENV)/.installed-*
 	touch $@
 

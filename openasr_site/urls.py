@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("health.urls")),
     path("", include("django_prometheus.urls")),
     path("admin/", admin.site.urls),
+    path("", include("transcription.views")),  # the browser demo page at /
 ]
