@@ -124,15 +124,26 @@ class StreamingPolicy(Protocol):
         ...
 
 
+WORD_ECHO_MS = 1000  # a join word heard again this soon after the committed one is the same word
+
+
 def _merged(span: Span, words: Sequence[Word], transcript: Transcript) -> list[Word]:
     """The words of ``span`` that the transcript does not hold yet."""
     tail = transcript.recent_words(span.start_ms - TIME_TOLERANCE_MS)
-    return merge(
+    fresh = merge(
         tail,
         words,
         overlap_start_ms=span.start_ms,
         overlap_end_ms=transcript.last_word_end_ms,
     )
+    # Short windows cut mid-speech: Whisper's edge-word times drift by more than the merge's
+    # tolerance, and the last committed word comes back as the first new one ("the the").
+    if fresh and transcript.words:
+        last, first = transcript.words[-1], fresh[0]
+        same = normalize(first.text) == normalize(last.text) and normalize(first.text)
+        if same and first.start_ms - last.end_ms < WORD_ECHO_MS:
+            fresh = fresh[1:]
+    return fresh
 
 
 def _min_progress_ms(span: Span, committed: Sequence[Word]) -> int:
