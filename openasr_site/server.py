@@ -166,7 +166,13 @@ def main(argv: list[str] | None = None) -> None:
     from openasr_site.asgi import application
     from transcription.startup import check_startup
 
-    check_startup()
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        check_startup()
+    except ImproperlyConfigured as exc:
+        sys.stderr.write(f"openasr: cannot start: {exc}\n")
+        raise SystemExit(2) from None
     server = server_cls(
         application=application,
         endpoints=build_endpoint_description_strings(host=args.host, port=args.port),

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from tests.deploy.manifests import ENTRYPOINT
+from tests.e2e.conftest import migrated_db
 from tests.support.server import Process, Server, base_env, free_port, wait_until
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -61,7 +62,11 @@ def test_server_role_starts_serves_health_and_metrics_and_drains_on_sigterm(
     mode (stale files of a previous run removed), passes its healthcheck, exits 0 on SIGTERM."""
     port = free_port()
     env = entrypoint_env(
-        tmp_path, WSS_HOST="127.0.0.1", WSS_PORT=str(port), WSS_SHUTDOWN_GRACE_S="1"
+        tmp_path,
+        WSS_HOST="127.0.0.1",
+        WSS_PORT=str(port),
+        WSS_SHUTDOWN_GRACE_S="1",
+        DATABASE_URL=migrated_db(),  # the image's migrate role runs first in every deployment
     )
     stale = tmp_path / "prometheus" / "counter_999999.db"
     stale.parent.mkdir()
