@@ -311,6 +311,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Inferences a worker runs at once",
     ),
     Setting(
+        "WSS_ADMISSION_HEADROOM",
+        "admission_headroom",
+        _float(0, 1),
+        "0.9",
+        ("inference", "admission_headroom"),
+        "Refuse sessions beyond this share of measured worker capacity (0: off)",
+    ),
+    Setting(
         "WSS_AUDIO_CTX",
         "audio_ctx",
         _choice("auto", "full"),

@@ -163,10 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=cfg.port)
     args = parser.parse_args(argv)
 
+    from django.core.exceptions import ImproperlyConfigured
+
     from openasr_site.asgi import application
     from transcription.startup import check_startup
-
-    from django.core.exceptions import ImproperlyConfigured
 
     try:
         check_startup()

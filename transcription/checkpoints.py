@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from transcription import metrics
 from transcription.protocol import ClientError, ErrorCode
 from transcription.session import ResumeState
 from transcription.transcript import Transcript
@@ -24,6 +25,14 @@ from transcription.transcript import Transcript
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "openasr:checkpoint:"
+LIVE_KEY_PREFIX = "openasr:live:"
+# A live-session marker outlives its owner by at most LIVE_TTL_S when a node dies without
+# cleaning up; the owner refreshes it every LIVE_REFRESH_S. A resume does not wait for the TTL:
+# it probes the owner over the channel layer and takes the marker over when nobody answers
+# within LIVE_PROBE_TIMEOUT_S (see ``TranscriptionConsumer._claim_live``).
+LIVE_TTL_S = 15
+LIVE_REFRESH_S = 5.0
+LIVE_PROBE_TIMEOUT_S = 1.5
 SIGNATURE_FIELD = "signature"
 OWNER_FIELD = "key_id"
 _SALT = "openasr.checkpoint"
@@ -32,6 +41,11 @@ _SALT = "openasr.checkpoint"
 def checkpoint_key(session_id: str) -> str:
     """The Redis key of a session's checkpoint."""
     return f"{KEY_PREFIX}{session_id}"
+
+
+def live_key(session_id: str) -> str:
+    """The Redis key of a session's live marker (value: the owning consumer's channel)."""
+    return f"{LIVE_KEY_PREFIX}{session_id}"
 
 
 def _canonical(checkpoint: Mapping[str, Any]) -> str:
@@ -109,7 +123,104 @@ class RedisCheckpointStore:
         await self._redis.delete(checkpoint_key(session_id))
 
 
+class LiveSessions(Protocol):
+    """Which connection owns a session right now, so a session runs on one connection only
+    (PROTOCOL.md "Checkpoints and resume": a session id live on another connection is refused).
+    Owners are consumer channel names; every write is conditional on the current owner."""
+
+    async def aclaim(self, session_id: str, owner: str) -> str | None:
+        """Claim a free session: None on success, else the current owner."""
+        ...
+
+    async def atakeover(self, session_id: str, old_owner: str, owner: str) -> bool:
+        """Replace ``old_owner`` (found dead) by ``owner``; False if someone else won."""
+        ...
+
+    async def arefresh(self, session_id: str, owner: str) -> bool:
+        """Extend the marker's TTL; False when ``owner`` no longer holds it."""
+        ...
+
+    async def arelease(self, session_id: str, owner: str) -> None:
+        """Drop the marker if ``owner`` still holds it."""
+        ...
+
+
+class InMemoryLiveSessions:
+    """Single-node markers (no ``REDIS_URL``): the consumer's disconnect always releases."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+
+    async def aclaim(self, session_id: str, owner: str) -> str | None:
+        current = self._owners.setdefault(session_id, owner)
+        return None if current == owner else current
+
+    async def atakeover(self, session_id: str, old_owner: str, owner: str) -> bool:
+        if self._owners.get(session_id) != old_owner:
+            return False
+        self._owners[session_id] = owner
+        return True
+
+    async def arefresh(self, session_id: str, owner: str) -> bool:
+        return self._owners.get(session_id) == owner
+
+    async def arelease(self, session_id: str, owner: str) -> None:
+        if self._owners.get(session_id) == owner:
+            del self._owners[session_id]
+
+
+# Compare-and-set / compare-and-delete on the owner, atomic in Redis.
+_TAKEOVER_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1
+end
+return 0
+"""
+_REFRESH_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisLiveSessions:
+    """Markers in Redis (``SET NX EX``), so the refusal holds across nodes."""
+
+    def __init__(self, url: str, ttl_s: int = LIVE_TTL_S) -> None:
+        import redis.asyncio as aioredis
+
+        self.ttl_s = ttl_s
+        self._redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    async def aclaim(self, session_id: str, owner: str) -> str | None:
+        key = live_key(session_id)
+        for _ in range(2):  # twice: the marker may expire between SET NX and GET
+            if await self._redis.set(key, owner, nx=True, ex=self.ttl_s):
+                return None
+            current = await self._redis.get(key)
+            if current is not None:
+                return None if current.decode() == owner else current.decode()
+        return ""  # contended: an owner nobody can probe, so the claim is refused
+
+    async def atakeover(self, session_id: str, old_owner: str, owner: str) -> bool:
+        key = live_key(session_id)
+        won = await self._redis.eval(_TAKEOVER_LUA, 1, key, old_owner, owner, self.ttl_s)
+        return bool(won)
+
+    async def arefresh(self, session_id: str, owner: str) -> bool:
+        return bool(
+            await self._redis.eval(_REFRESH_LUA, 1, live_key(session_id), owner, self.ttl_s)
+        )
+
+    async def arelease(self, session_id: str, owner: str) -> None:
+        await self._redis.eval(_RELEASE_LUA, 1, live_key(session_id), owner)
+
+
 _store: CheckpointStore | None = None
+_live: LiveSessions | None = None
 
 
 def get_store() -> CheckpointStore:
@@ -122,6 +233,15 @@ def get_store() -> CheckpointStore:
         else:
             _store = InMemoryCheckpointStore(cfg.checkpoint_ttl_s)
     return _store
+
+
+def get_live_sessions() -> LiveSessions:
+    """The process's live-session markers, chosen by ``REDIS_URL``."""
+    global _live
+    if _live is None:
+        cfg = settings.OPENASR
+        _live = RedisLiveSessions(cfg.redis_url) if cfg.redis_url else InMemoryLiveSessions()
+    return _live
 
 
 def _not_found(reason: str) -> ClientError:
@@ -139,7 +259,16 @@ async def resolve_resume(
             ErrorCode.INVALID_MESSAGE, "Invalid 'resume_checkpoint.session_id': must be a string"
         )
     if set(resume) <= {"session_id"}:
-        checkpoint = await store.aload(session_id)
+        try:
+            checkpoint = await store.aload(session_id)
+        except Exception:
+            metrics.REDIS_ERRORS.labels(operation="checkpoint_load").inc()
+            log.warning("could not load checkpoint %s", session_id, exc_info=True)
+            raise ClientError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "Cannot resume by session_id: the checkpoint store is unavailable; resume with "
+                "the full checkpoint object or try again later",
+            ) from None
         if checkpoint is None:
             raise _not_found(f"no checkpoint for session {session_id} (expired or unknown)")
     else:

@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from openasr_site.logconfig import key_name_var, session_id_var
-from transcription import checkpoints, metrics, protocol
+from transcription import admission, checkpoints, metrics, protocol
 from transcription.modelinfo import ModelInfo, resolve_serving_model
 from transcription.protocol import ClientError, ConfigDefaults, ErrorCode, SpeechConfig, SpeechEnd
 from transcription.registry import NODE
@@ -115,10 +115,12 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+        admission.release(self.channel_name)
         if self.pending is not None:
             NODE.job_finished()
             self.pending = None
         if self.session is not None:
+            await self._release_live(self.session.session_id)
             NODE.session_ended(self.session.session_id)
             metrics.SESSIONS_DESTROYED.inc()
             log.info("session closed (code %s)", code)
@@ -130,6 +132,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called for each WebSocket frame; one error funnel for client mistakes."""
         self.last_activity = time.monotonic()
+        started = time.perf_counter()
         size = len(bytes_data) if bytes_data is not None else len(text_data or "")
         try:
             # Only audio frames are throttled: control messages are few by construction (one
@@ -150,6 +153,8 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
                     await self._on_speech_end()
         except ClientError as exc:
             await self._send_error(exc)
+        if bytes_data is not None:
+            metrics.FRAME_HANDLE.observe(time.perf_counter() - started)
 
     # --- client messages ---
 
@@ -175,6 +180,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
                 f"Maximum concurrent sessions for this API key reached ({key_limit}); "
                 "try again later",
             )
+        await admission.admit(self.channel_name, config)
         resume: ResumeState | None = None
         session_id = new_session_id()
         if config.resume_checkpoint is not None:
@@ -186,6 +192,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
                     ErrorCode.SESSION_NOT_FOUND,
                     f"Cannot resume: session {session_id} is live on another connection",
                 )
+        await self._claim_live(session_id)
         session = Session(
             session_id,
             config,
@@ -198,6 +205,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         self.state = State.CONFIGURED
         session_id_var.set(session_id)
         NODE.session_started(session_id, self.channel_name, self._key_id())
+        self._spawn(self._refresh_live(session_id))
         metrics.SESSIONS_CREATED.inc()
         if self.key:
             metrics.KEY_SESSIONS.labels(key_name=self.key["name"]).inc()
@@ -262,6 +270,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             await self._retry(pending, reason="worker error")
             return
         self._clear_pending()
+        admission.observe(message)
         try:
             outputs = self.session.on_result(
                 int(message["window_index"]), segments_from_wire(message["segments"])
@@ -271,18 +280,28 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         except ClientError as exc:
             await self._send_error(exc)
 
+    async def asr_live_probe(self, message: dict[str, Any]) -> None:
+        """Another connection wants to resume a session: answer if this one still owns it."""
+        if self.session is not None and self.session.session_id == message.get("session_id"):
+            await self.channel_layer.send(
+                message["reply_channel"],
+                {"type": "asr.live_ack", "session_id": message["session_id"]},
+            )
+
     # --- outgoing ---
 
     async def _apply(self, outputs: Outputs) -> None:
-        """Send a session's events in order, store its checkpoint, submit its jobs, close."""
+        """Store the session's checkpoint, send its events in order, submit its jobs, close."""
+        # Store before sending: a client never holds a checkpoint that resume-by-session_id
+        # cannot find (a node may die right after the send).
+        if outputs.checkpoint is not None and self.session is not None:
+            await self._store_checkpoint(outputs.checkpoint)
         for event in outputs.events:
             await self.send(text_data=event)
         if outputs.backpressure_events:
             metrics.BACKPRESSURE_EVENTS.inc(outputs.backpressure_events)
         if outputs.windows_skipped:
             metrics.VAD_SKIPPED_WINDOWS.inc(outputs.windows_skipped)
-        if outputs.checkpoint is not None and self.session is not None:
-            await self._store_checkpoint(outputs.checkpoint)
         for job in outputs.jobs:
             await self._submit(job)
         if outputs.close_code is not None:
@@ -305,6 +324,66 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             # The client still got the checkpoint; resume with the full object works.
             metrics.REDIS_ERRORS.labels(operation="checkpoint_save").inc()
             log.warning("could not store the checkpoint", exc_info=True)
+
+    # --- live-session markers ---
+
+    async def _claim_live(self, session_id: str) -> None:
+        """Mark ``session_id`` live on this connection, across nodes (PROTOCOL.md "Checkpoints
+        and resume"). A marker whose owner does not answer a probe is taken over at once, so a
+        resume right after a node was SIGKILLed does not wait for the marker's TTL."""
+        live = checkpoints.get_live_sessions()
+        try:
+            owner = await live.aclaim(session_id, self.channel_name)
+            if owner is None:
+                return
+            if owner and not await self._owner_answers(owner, session_id):
+                if await live.atakeover(session_id, owner, self.channel_name):
+                    log.info("took over session %s from %s (owner gone)", session_id, owner)
+                    return
+        except Exception:
+            # Redis away: without the marker the refusal holds on this node only (NODE
+            # .sessions); better than refusing every session. Counted and logged.
+            metrics.REDIS_ERRORS.labels(operation="live_claim").inc()
+            log.warning("could not claim live marker of %s", session_id, exc_info=True)
+            return
+        raise ClientError(
+            ErrorCode.SESSION_NOT_FOUND,
+            f"Cannot resume: session {session_id} is live on another connection",
+        )
+
+    async def _owner_answers(self, owner: str, session_id: str) -> bool:
+        """Probe the owning consumer over the channel layer; a dead node's channel is silent.
+        Waits on a channel of its own: this consumer's dispatch is busy with speech.config."""
+        reply = await self.channel_layer.new_channel()
+        await self.channel_layer.send(
+            owner, {"type": "asr.live_probe", "session_id": session_id, "reply_channel": reply}
+        )
+        try:
+            await asyncio.wait_for(
+                self.channel_layer.receive(reply), checkpoints.LIVE_PROBE_TIMEOUT_S
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    async def _refresh_live(self, session_id: str) -> None:
+        live = checkpoints.get_live_sessions()
+        while True:
+            await asyncio.sleep(checkpoints.LIVE_REFRESH_S)
+            try:
+                if not await live.arefresh(session_id, self.channel_name):
+                    # Lost (expired during a Redis outage, or taken over): claim it back.
+                    await live.aclaim(session_id, self.channel_name)
+            except Exception:
+                metrics.REDIS_ERRORS.labels(operation="live_refresh").inc()
+                log.warning("could not refresh live marker of %s", session_id, exc_info=True)
+
+    async def _release_live(self, session_id: str) -> None:
+        try:
+            await checkpoints.get_live_sessions().arelease(session_id, self.channel_name)
+        except Exception:
+            metrics.REDIS_ERRORS.labels(operation="live_release").inc()
+            log.warning("could not release live marker of %s", session_id, exc_info=True)
 
     # --- inference jobs ---
 

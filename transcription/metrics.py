@@ -88,3 +88,8 @@ KEY_SESSIONS = Counter("openasr_key_sessions", "Sessions created per API key nam
 AUDIO_REFUSED_MS = Counter(
     "openasr_audio_refused_ms", "Audio refused because the session buffer was full (ms)"
 )
+FRAME_HANDLE = Histogram(
+    "openasr_frame_handle_seconds",
+    "Time the consumer spends handling one binary audio frame (decode, buffer, VAD, submit)",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-from transcription import metrics
+from transcription import admission, metrics
 from transcription.registry import NODE
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,16 @@ class Readiness:
     queue_ok: bool
     sessions_available: bool
     workers: tuple[dict[str, Any], ...] = ()
+    capacity_available: bool = True  # admission.py: one more session fits the measured speed
 
     @property
     def ready(self) -> bool:
-        return self.model_ready and self.queue_ok and self.sessions_available
+        return (
+            self.model_ready
+            and self.queue_ok
+            and self.sessions_available
+            and self.capacity_available
+        )
 
 
 _redis: Any = None
@@ -97,6 +103,7 @@ async def readiness() -> Readiness:
         queue_ok=NODE.inference_pending < QUEUE_LIMIT,
         sessions_available=NODE.active_sessions < cfg.max_sessions and not NODE.draining,
         workers=workers,
+        capacity_available=await admission.room_for_one(cfg.window_ms, cfg.overlap_ms),
     )
 
 
