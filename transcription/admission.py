@@ -1,0 +1,150 @@
+"""Admission from measured speed: refuse a session the workers could not transcribe in real time.
+
+A live session streaming in real time asks the workers for ``rtf × W / (W − O)`` seconds of
+inference per second of wall time: every hop of ``W − O`` seconds it sends one window of ``W``
+seconds, and a window costs ``rtf × W`` seconds. The workers supply ``capacity`` such seconds per
+second (one per inference slot: ``WSS_WORKER_CONCURRENCY`` in-process, the sum of the
+``concurrency`` of the live worker heartbeats with Redis). A new session is admitted only while
+the total demand, itself included, stays within ``capacity × headroom``; beyond that the queue
+would only grow, so the client is told ``SESSION_LIMIT`` at once (and ``/ready`` turns false)
+rather than getting ever later phrases.
+
+``rtf`` is an EWMA of ``inference_s / audio_s`` from the ``asr.result`` messages. It is measured
+under the load it serves, so the slowdown of several inferences sharing the CPU is in it. Until
+the first result arrives it is unknown, and only the fixed limits (``WSS_MAX_SESSIONS``) apply:
+a cold node has nothing to base a refusal on, and the first windows measure it within seconds.
+
+``AdmissionState`` is sans-IO (numbers in, decisions out); ``admit``/``room_for_one``/
+``observe``/``release`` are the thin edge the consumer and readiness call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from transcription.protocol import ClientError, ErrorCode, SpeechConfig
+
+EWMA_ALPHA = 0.2  # weight of the newest window: ~5 windows of memory, smooths one slow outlier
+
+
+def session_weight(window_ms: int, overlap_ms: int) -> float:
+    """Audio seconds a real-time session sends to inference per second: ``W / (W − O)``."""
+    hop_ms = max(1, window_ms - overlap_ms)
+    return window_ms / hop_ms
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one admission check, with the numbers behind it for the refusal text."""
+
+    admitted: bool
+    demand: float  # inference seconds per second with the candidate admitted
+    budget: float  # capacity × headroom
+    rtf: float | None
+
+
+@dataclass
+class AdmissionState:
+    """The node's measured speed and the weights of its admitted sessions (no I/O).
+
+    Called on the event loop thread only, like ``registry.NODE``; a check and the reservation
+    that follows it happen without an ``await`` in between, so two configs cannot both take the
+    last place.
+    """
+
+    headroom: float = 0.9
+    alpha: float = EWMA_ALPHA
+    rtf: float | None = None
+    weights: dict[str, float] = field(default_factory=dict)  # reservation key → weight
+
+    def observe(self, inference_s: float, audio_s: float) -> None:
+        """Fold one finished window's speed into the EWMA (ignores empty or bogus figures)."""
+        if not (audio_s > 0 and inference_s >= 0 and math.isfinite(inference_s)):
+            return
+        sample = inference_s / audio_s
+        self.rtf = sample if self.rtf is None else self.rtf + self.alpha * (sample - self.rtf)
+
+    def demand(self, extra_weight: float = 0.0, *, exclude: str | None = None) -> float:
+        """Inference seconds per second the admitted sessions (plus ``extra_weight``) need."""
+        if self.rtf is None:
+            return 0.0
+        total = sum(w for key, w in self.weights.items() if key != exclude) + extra_weight
+        return total * self.rtf
+
+    def decide(self, capacity: float, weight: float, *, key: str | None = None) -> Decision:
+        """Would one more session of ``weight`` fit? ``key`` excludes its own earlier
+        reservation (a second ``speech.config`` on the same connection)."""
+        budget = capacity * self.headroom
+        demand = self.demand(weight, exclude=key)
+        admitted = self.headroom <= 0 or self.rtf is None or demand <= budget
+        return Decision(admitted=admitted, demand=demand, budget=budget, rtf=self.rtf)
+
+    def reserve(self, key: str, weight: float) -> None:
+        self.weights[key] = weight
+
+    def release(self, key: str) -> None:
+        self.weights.pop(key, None)
+
+
+STATE = AdmissionState()
+
+
+# --- the thin async edge ---
+
+
+def _headroom() -> float:
+    return float(getattr(settings.OPENASR, "admission_headroom", STATE.headroom))
+
+
+async def worker_capacity() -> float:
+    """Inference slots serving this node: the in-process pool, or the live Redis workers'."""
+    cfg = settings.OPENASR
+    if not cfg.redis_url:
+        return float(cfg.worker_concurrency)
+    from transcription.readiness import live_workers
+
+    return float(sum(int(w.get("concurrency", 1)) for w in await live_workers()))
+
+
+async def admit(key: str, config: SpeechConfig) -> None:
+    """Called on ``speech.config``: reserve a place or raise ``SESSION_LIMIT``."""
+    STATE.headroom = _headroom()
+    weight = session_weight(config.window_duration_ms, config.overlap_duration_ms)
+    capacity = await worker_capacity()
+    # No await from here on: the check and the reservation are one step on the loop.
+    decision = STATE.decide(capacity, weight, key=key)
+    if not decision.admitted:
+        from transcription import metrics
+
+        metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+        raise ClientError(
+            ErrorCode.SESSION_LIMIT,
+            f"Inference capacity reached: the sessions would need {decision.demand:.2f} s of "
+            f"inference per second (measured real-time factor {decision.rtf:.3f}) and the "
+            f"workers supply {decision.budget:.2f}; try again later",
+        )
+    STATE.reserve(key, weight)
+
+
+async def room_for_one(window_ms: int, overlap_ms: int) -> bool:
+    """For ``/ready``: would a session with the default window be admitted now?"""
+    STATE.headroom = _headroom()
+    capacity = await worker_capacity()
+    return STATE.decide(capacity, session_weight(window_ms, overlap_ms)).admitted
+
+
+def observe(message: dict[str, Any]) -> None:
+    """Called with each successful ``asr.result``: update the measured speed."""
+    try:
+        STATE.observe(float(message["inference_s"]), float(message["audio_s"]))
+    except (KeyError, TypeError, ValueError):
+        return  # an older worker without the figures: nothing to learn from it
+
+
+def release(key: str) -> None:
+    """Called when the connection closes: its session no longer needs inference."""
+    STATE.release(key)
