@@ -237,7 +237,14 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             return  # an empty frame is ignored (PROTOCOL.md "Audio")
         metrics.AUDIO_BYTES_RECEIVED.inc(len(data))
         metrics.AUDIO_CHUNKS_RECEIVED.inc()
-        await self._apply(self.session.feed_audio(data))
+        refused_before = self.session.refused_ms_total
+        outputs = self.session.feed_audio(data)
+        if self.session.refused_ms_total > refused_before:
+            # The session reports the refusal as a speech.error of its own (not a ClientError:
+            # the session goes on), so it is counted here rather than in _send_error.
+            metrics.AUDIO_REFUSED_MS.inc(self.session.refused_ms_total - refused_before)
+            metrics.ERRORS.inc()
+        await self._apply(outputs)
 
     async def _on_speech_end(self) -> None:
         if self.session is None or self.state is State.CONNECTED:
@@ -257,6 +264,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
 
     async def asr_result(self, message: dict[str, Any]) -> None:
         """A worker finished a window (or failed it)."""
+        metrics.observe_result(message)
         if self.session is None or not self._is_current(message):
             return  # stale: a retried window answered twice, or the session is gone
         pending = self.pending
@@ -276,7 +284,18 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
                 int(message["window_index"]), segments_from_wire(message["segments"])
             )
             await self._apply(outputs)
-            metrics.WINDOW_LATENCY.observe(time.monotonic() - pending["window_complete_at"])
+            latency_s = time.monotonic() - pending["window_complete_at"]
+            metrics.WINDOW_LATENCY.observe(latency_s)
+            # One line per window for benchmarks/latency.py.
+            log.debug(
+                "window-timing index=%s latency_s=%.4f inference_s=%.4f queue_wait_s=%.4f "
+                "audio_s=%.3f",
+                message["window_index"],
+                latency_s,
+                float(message.get("inference_s", -1)),
+                float(message.get("queue_wait_s", -1)),
+                float(message.get("audio_s", -1)),
+            )
         except ClientError as exc:
             await self._send_error(exc)
 
