@@ -176,6 +176,7 @@ class WindowedPolicy:
         pause_search_ms: int | None = None,
         edge_guard_ms: int = DEFAULT_EDGE_GUARD_MS,
         min_pause_ms: int = DEFAULT_MIN_PAUSE_MS,
+        pause_wait_ms: int | None = None,
     ) -> None:
         if window_ms <= 0 or not 0 <= overlap_ms < window_ms:
             raise ValueError("window_ms must be positive and overlap_ms in 0..window_ms-1")
@@ -185,6 +186,9 @@ class WindowedPolicy:
         # Capped at a quarter window so most of every span can be committed.
         self.edge_guard_ms = min(edge_guard_ms, window_ms // 4)
         self.min_pause_ms = min_pause_ms
+        # A sentence often runs a little past the window: wait up to this much longer for a
+        # pause rather than cut a word (only continuous speech pays that latency).
+        self.pause_wait_ms = window_ms // 4 if pause_wait_ms is None else pause_wait_ms
         self._start_ms: int | None = None
         self._interim: list[Word] = []  # held back by the last span, after the committed tail
         self._last_end_ms = 0
@@ -199,9 +203,16 @@ class WindowedPolicy:
         if final and available <= self.window_ms:
             return Span(start, buffer.end_ms, final=True)
         end = start + self.window_ms
-        pause = buffer.pause_near(end, self.pause_search_ms, min_pause_ms=self.min_pause_ms)
-        if pause is not None and max(start, end - self.pause_search_ms) < pause < end:
+        limit = end + self.pause_wait_ms
+        search_end = min(buffer.end_ms, limit)
+        search_from = end - self.pause_search_ms
+        pause = buffer.pause_near(
+            search_end, search_end - search_from, min_pause_ms=self.min_pause_ms
+        )
+        if pause is not None and max(start, search_from) < pause < search_end:
             return Span(start, pause, final=False, at_pause=True)
+        if buffer.end_ms < limit and not final:
+            return None
         return Span(start, end, final=False)
 
     def on_result(self, span: Span, words: Sequence[Word], transcript: Transcript) -> Decision:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,8 @@ from transcription.transcript import Transcript
 SAMPLE_RATE_HZ = 16000
 BACKPRESSURE_SLOW_DOWN_RATIO = 0.8
 BACKPRESSURE_OK_RATIO = 0.5
-CHECKPOINT_TAIL_WORDS = 64  # words kept in a checkpoint for the merge after a resume
+CHECKPOINT_TAIL_WORDS = 64
+SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was skipped  # words kept in a checkpoint for the merge after a resume
 
 
 class State(enum.Enum):
@@ -189,6 +190,14 @@ class Session:
         self.in_flight = None
         shifted = [seg.shifted(job.start_ms) for seg in segments]
         words = [w for seg in shifted for w in seg.words]
+        if job.prompt and self._skipped_speech(job, words):
+            # Conditioned on the prompt, Whisper sometimes skips the first sentence of a
+            # window and transcribes only its end: hear the window again without context.
+            retry = replace(job, prompt="", window_index=self.next_window_index)
+            self.next_window_index += 1
+            self.in_flight = (retry, span)
+            out.jobs.append(retry)
+            return out
         decision = self.policy.on_result(span, words, self.transcript)
         for seg in shifted:
             if seg.text.strip():
@@ -245,6 +254,14 @@ class Session:
         }
 
     # --- internals ---
+
+    def _skipped_speech(self, job: Job, words: Sequence[Word]) -> bool:
+        """True when the speech gate heard speech well before the first word Whisper returned."""
+        spans = self.buffer.speech_spans(job.start_ms, job.end_ms)
+        if not spans:
+            return False
+        first_word_ms = words[0].start_ms if words else job.end_ms
+        return first_word_ms - spans[0][0] > SKIPPED_SPEECH_MS
 
     def _schedule(self, out: Outputs) -> None:
         """Start the next span if none is in flight; finish the session when all is done."""

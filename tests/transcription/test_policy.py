@@ -200,7 +200,7 @@ def spoken(draw: st.DrawFn) -> list[Word]:
 
 def test_windowed_waits_until_a_full_window_is_buffered() -> None:
     """No span before window_ms of audio; then the first window from the buffer start."""
-    policy = WindowedPolicy(5000, 500)
+    policy = WindowedPolicy(5000, 500, pause_wait_ms=0)
     buffer = StandInBuffer([(0, 60_000)])
     buffer.feed(4999)
     assert policy.next_span(buffer, final=False) is None
@@ -211,7 +211,7 @@ def test_windowed_waits_until_a_full_window_is_buffered() -> None:
 def test_windowed_next_span_starts_overlap_before_the_last_committed_word_end() -> None:
     """After a window, the next starts overlap_ms before the end of its last committed word."""
     truth = timeline("one two three four five six seven eight nine ten eleven twelve", gap_ms=50)
-    run = Run(WindowedPolicy(3000, 1000), truth, perfect_whisper(truth))
+    run = Run(WindowedPolicy(3000, 1000, pause_wait_ms=0), truth, perfect_whisper(truth))
     run.feed(3000)
     first = run.decisions[0]
     assert run.spans[0] == Span(0, 3000, final=False)
@@ -228,10 +228,21 @@ def test_windowed_cuts_the_span_at_a_pause_in_the_last_quarter() -> None:
     assert texts(run.decisions[0].committed) == ["alpha", "beta", "gamma", "delta"]
 
 
+def test_windowed_waits_a_quarter_window_for_a_pause_past_the_window() -> None:
+    """Speech running past the window end: the span waits up to W/4 for the pause after it."""
+    truth = [*timeline("alpha beta gamma delta epsilon", word_ms=1000, gap_ms=60)]  # to 5240
+    run = Run(WindowedPolicy(5000, 500), truth, perfect_whisper(truth))
+    run.feed(5000)
+    assert run.spans == []  # no pause yet: wait rather than cut "epsilon"
+    run.feed(1250)
+    assert run.spans[0].at_pause and 5240 < run.spans[0].end_ms <= 6250
+    assert texts(run.decisions[0].committed) == ["alpha", "beta", "gamma", "delta", "epsilon"]
+
+
 def test_windowed_ignores_a_pause_before_the_last_quarter() -> None:
     """A pause early in the window does not shorten the span."""
     truth = [Word("early", 0, 1000, 1), Word("late", 2000, 6000, 1)]
-    run = Run(WindowedPolicy(5000, 500), truth, perfect_whisper(truth))
+    run = Run(WindowedPolicy(5000, 500, pause_wait_ms=0), truth, perfect_whisper(truth))
     run.feed(5000)
     assert run.spans[0] == Span(0, 5000, final=False)
 
@@ -240,7 +251,9 @@ def test_windowed_holds_back_words_near_a_cut_edge_and_commits_them_next_window(
     """A word ending within edge_guard_ms of a cut span end is interim, then committed whole."""
     truth = timeline("a b c d e f g h i j k l m n o", word_ms=300, gap_ms=50)
     heard = [*truth[:13], Word("n", 4550, 4990, 0.9)]  # "m" ends 4500; "n" (to 4850) cut
-    run = Run(WindowedPolicy(5000, 500, edge_guard_ms=500), truth, lambda span: heard)
+    run = Run(
+        WindowedPolicy(5000, 500, edge_guard_ms=500, pause_wait_ms=0), truth, lambda span: heard
+    )
     run.feed(5000)
     first = run.decisions[0]
     assert texts(first.interim) == ["n"]
@@ -314,7 +327,7 @@ def test_a_word_heard_only_once_is_never_lost(
     run.buffer.feed(total % chunk_ms)
     run.finish()
     assert run.words == [w.text for w in truth]
-    assert all(span.duration_ms <= window_ms for span in run.spans)
+    assert all(span.duration_ms <= window_ms + window_ms // 4 for span in run.spans)
     starts = [span.start_ms for span in run.spans]
     assert starts == sorted(set(starts)), "every step advances"
 

@@ -53,8 +53,18 @@ def filter_segments(
         segment = collapse_repeats(segment, config.max_repeats)
         if compression_ratio(segment.text) > config.compression_ratio_threshold:
             continue
+        if kept and repeats_previous(kept[-1], segment):
+            continue
         kept.append(segment)
     return kept
+
+
+def repeats_previous(previous: Segment, segment: Segment) -> bool:
+    """True when ``segment`` says again what ``previous`` just said (a whole-sentence loop:
+    Whisper emits "… the station." twice, the second copy timed after the first)."""
+    words = [_normalise(w) for w in segment.text.split()]
+    before = [_normalise(w) for w in previous.text.split()]
+    return len(words) >= 2 and len(words) <= len(before) and before[-len(words) :] == words
 
 
 def is_non_speech(text: str) -> bool:

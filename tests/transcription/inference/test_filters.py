@@ -130,3 +130,11 @@ def test_segments_without_words_are_filtered_by_text() -> None:
     blank = Segment(text="[BLANK_AUDIO]", start_ms=0, end_ms=1000)
     speech = Segment(text="hello", start_ms=0, end_ms=1000)
     assert filter_segments([blank, speech]) == [speech]
+
+
+def test_a_segment_repeating_the_end_of_the_previous_one_is_dropped() -> None:
+    """Whisper's whole-sentence loop ("… the station." twice) keeps only the first copy."""
+    first = Segment("a lighter color. The train leaves from the station.", 0, 4000)
+    again = Segment("The train leaves from the station.", 4000, 6000)
+    other = Segment("The train leaves at noon.", 6000, 8000)
+    assert [s.text for s in filter_segments([first, again, other])] == [first.text, other.text]
