@@ -7,6 +7,7 @@ Audio and API keys are never logged: log calls pass ids and sizes only.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -30,14 +31,28 @@ _LEVELS = {
 }
 
 
+def _in_plain_loop_callback() -> bool:
+    """True in an event-loop callback that is not a task (daphne's twisted reactor work).
+
+    ``loop.call_soon``/``call_later`` run a callback in the context that was current when it
+    was scheduled, so reactor calls scheduled from a consumer task carry that session's context
+    variables into unrelated work (another connection's handshake, the server's shutdown)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False  # a thread (``asyncio.to_thread`` copies the context on purpose)
+    return asyncio.current_task() is None
+
+
 class ContextFilter(logging.Filter):
     """Adds the current session id and key name to every record (None outside a session)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        outside = _in_plain_loop_callback()
         if not hasattr(record, "session_id"):
-            record.session_id = session_id_var.get()
+            record.session_id = None if outside else session_id_var.get()
         if not hasattr(record, "key_name"):
-            record.key_name = key_name_var.get()
+            record.key_name = None if outside else key_name_var.get()
         return True
 
 

@@ -89,6 +89,9 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         self.counted = True
         NODE.connection_opened()
         metrics.CONNECTIONS.inc()
+        # This task's context was copied from whatever reactor callback created it, which may
+        # carry an earlier session's id (logconfig._in_plain_loop_callback): start clean.
+        session_id_var.set(None)
         key_name_var.set(self.key["name"] if self.key else None)
         await self.accept(self.scope.get("openasr.subprotocol"))
         self._spawn(self._idle_watchdog())

@@ -1,13 +1,29 @@
 """Every Prometheus metric of the server, declared once.
 
 The ``openasr_*`` names, types, help text and buckets are the C++ seed's ("Prometheus Metrics");
-django-prometheus serves them at ``/metrics`` from the default registry. Metrics beyond the seed
-have names of their own (PROTOCOL.md "Operations").
+django-prometheus serves them at ``/metrics``: from the default registry, or, when
+``PROMETHEUS_MULTIPROC_DIR`` is set (the image sets it), through prometheus_client's
+``MultiProcessCollector``, which sums counters and histograms over the node's processes and adds
+the ``livesum`` gauges of the live ones, so every seed series stays unlabelled (no ``pid``).
+Metrics beyond the seed have names of their own (PROTOCOL.md "Operations", docs/METRICS.md).
+
+What the inference worker measures travels back in each ``asr.result`` and is recorded here, in
+the server process, by ``observe_result``: with Redis the workers are other processes (other
+pods) that Prometheus does not scrape, and recording on one side only keeps the in-process
+deployment from counting a window twice.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# The seed exposes exactly its sample names; the default registry would add an
+# ``openasr_*_created`` series per counter and histogram (multiprocess mode never has them).
+disable_created_metrics()
 
 # --- gauges ---
 ACTIVE_SESSIONS = Gauge(
@@ -93,3 +109,34 @@ FRAME_HANDLE = Histogram(
     "Time the consumer spends handling one binary audio frame (decode, buffer, VAD, submit)",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+
+
+def _figure(message: Mapping[str, Any], key: str) -> float | None:
+    """A non-negative finite number from a result message, or None (older worker, bad value)."""
+    try:
+        value = float(message[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def observe_result(message: Mapping[str, Any]) -> None:
+    """Called by the consumer for every ``asr.result`` it receives, current or stale (a retried
+    window answered twice was still inferred twice): record the worker's figures."""
+    if not message.get("ok"):
+        # The worker caught an exception and replied ``ok: false`` instead of dying.
+        INFERENCE_JOBS_DROPPED.inc()
+        return
+    INFERENCE_JOBS_COMPLETED.inc()
+    TRANSCRIPTION_SEGMENTS.inc(len(message.get("segments") or ()))
+    inference_s = _figure(message, "inference_s")
+    audio_s = _figure(message, "audio_s")
+    queue_wait_s = _figure(message, "queue_wait_s")
+    if inference_s is not None:
+        INFERENCE_DURATION.observe(inference_s)
+    if audio_s is not None:
+        AUDIO_WINDOW_DURATION.observe(audio_s)
+    if inference_s is not None and audio_s:
+        REAL_TIME_FACTOR.observe(inference_s / audio_s)
+    if queue_wait_s is not None:
+        QUEUE_WAIT.observe(queue_wait_s)

@@ -84,7 +84,9 @@ async def live_workers() -> tuple[dict[str, Any], ...]:
     except Exception:
         metrics.REDIS_ERRORS.labels(operation="worker_lookup").inc()
         log.warning("worker heartbeat lookup failed", exc_info=True)
-    _cached = (now, tuple(workers))
+    # Stamped after the lookup: a lookup that waited out the Redis timeout must still serve
+    # the next second of probes (and readiness's own second call via admission).
+    _cached = (time.monotonic(), tuple(workers))
     return _cached[1]
 
 

@@ -29,8 +29,8 @@ from transcription.transcript import Transcript
 SAMPLE_RATE_HZ = 16000
 BACKPRESSURE_SLOW_DOWN_RATIO = 0.8
 BACKPRESSURE_OK_RATIO = 0.5
-CHECKPOINT_TAIL_WORDS = 64
-SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was skipped  # words kept in a checkpoint for the merge after a resume
+CHECKPOINT_TAIL_WORDS = 64  # words kept in a checkpoint for the merge after a resume
+SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was skipped
 
 
 class State(enum.Enum):

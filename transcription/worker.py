@@ -170,7 +170,6 @@ class InferenceConsumer(AsyncConsumer):
             if not isinstance(reply_channel, str):
                 raise ValueError("job has no reply_channel")
             queue_wait = max(0.0, started - float(message.get("enqueued_at", started)))
-            metrics.QUEUE_WAIT.observe(queue_wait)
             await self.channel_layer.send(reply_channel, {"type": ACCEPTED_TYPE, **base})
             loop = asyncio.get_running_loop()
             backend = await loop.run_in_executor(None, get_backend)
@@ -194,12 +193,8 @@ class InferenceConsumer(AsyncConsumer):
                 )
             inference_s = time.monotonic() - t0
             audio_s = len(samples) / SAMPLE_RATE_HZ
-            metrics.INFERENCE_DURATION.observe(inference_s)
-            metrics.AUDIO_WINDOW_DURATION.observe(audio_s)
-            if audio_s > 0:
-                metrics.REAL_TIME_FACTOR.observe(inference_s / audio_s)
-            metrics.INFERENCE_JOBS_COMPLETED.inc()
-            metrics.TRANSCRIPTION_SEGMENTS.inc(len(segments))
+            # No metrics here: the server records these figures from the reply
+            # (metrics.observe_result), where Prometheus scrapes them in both deployments.
             reply = {
                 "type": RESULT_TYPE,
                 **base,
@@ -212,16 +207,18 @@ class InferenceConsumer(AsyncConsumer):
             }
         except Exception as exc:  # one bad job never kills the worker
             log.exception("inference job failed (session %s)", base["session_id"])
-            metrics.INFERENCE_JOBS_DROPPED.inc()
             reply = {"type": RESULT_TYPE, **base, "ok": False, "error": str(exc)[:500]}
         finally:
             if slots is not None:
                 slots.release()
-        if isinstance(reply_channel, str):
-            try:
-                await self.channel_layer.send(reply_channel, reply)
-            except Exception:
-                log.exception("could not deliver a result to %s", reply_channel)
+        if not isinstance(reply_channel, str):
+            metrics.INFERENCE_JOBS_DROPPED.inc()  # no reply to carry it: only the worker knows
+            return
+        try:
+            await self.channel_layer.send(reply_channel, reply)
+        except Exception:
+            metrics.INFERENCE_JOBS_DROPPED.inc()
+            log.exception("could not deliver a result to %s", reply_channel)
 
 
 WORKER_ID = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
