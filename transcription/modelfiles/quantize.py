@@ -51,8 +51,11 @@ def quantize_q8_0(values: np.ndarray) -> bytes:
     blocks = x.reshape(-1, QK8_0)
     amax = np.max(np.abs(blocks), axis=1)
     d = amax / np.float32(127)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         inv_d = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    # A block whose scale is subnormal (|x| < ~1e-36) would give inf * 0 = NaN quants; its
+    # values are zero at q8_0 precision anyway, so quantise it to zeros.
+    inv_d[~np.isfinite(inv_d)] = 0
     scaled = blocks * inv_d[:, None]  # float32 product, as in the C code
     # roundf in float64: adding 0.5 in float32 could round up values just below .5.
     wide = scaled.astype(np.float64)

@@ -29,7 +29,10 @@ def _reference_q8_0(values: np.ndarray) -> bytes:
         block = x[start : start + QK8_0]
         amax = np.float32(max(abs(float(v)) for v in block))
         d = np.float32(amax / np.float32(127))
-        inv = np.float32(1) / d if d != 0 else np.float32(0)
+        with np.errstate(over="ignore"):
+            inv = np.float32(1) / d if d != 0 else np.float32(0)
+        if not np.isfinite(inv):  # subnormal scale: the block quantises to zeros
+            inv = np.float32(0)
         out += struct.pack("<e", float(d))  # struct 'e' rounds to nearest even, like F16C
         for v in block:
             x0 = float(np.float32(v * inv))
