@@ -322,9 +322,10 @@ SETTINGS: tuple[Setting, ...] = (
         "WSS_AUDIO_CTX",
         "audio_ctx",
         _choice("auto", "full"),
-        "auto",
+        "full",
         ("inference", "audio_ctx"),
-        "auto: encode only the audio present; full: 30 s",
+        "full: encode a padded 30 s window (Whisper's training); auto: only the audio present "
+        "(about 4x faster, but +7 to +11 WER points on our quality corpus)",
     ),
     Setting(
         "WSS_INFERENCE_TIMEOUT_S",

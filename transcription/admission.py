@@ -13,6 +13,7 @@ rather than getting ever later phrases.
 under the load it serves, so the slowdown of several inferences sharing the CPU is in it. Until
 the first result arrives it is unknown, and only the fixed limits (``WSS_MAX_SESSIONS``) apply:
 a cold node has nothing to base a refusal on, and the first windows measure it within seconds.
+A session alone on the node is always admitted (a slow model still serves one client).
 
 ``AdmissionState`` is sans-IO (numbers in, decisions out); ``admit``/``room_for_one``/
 ``observe``/``release`` are the thin edge the consumer and readiness call.
@@ -80,7 +81,11 @@ class AdmissionState:
         reservation (a second ``speech.config`` on the same connection)."""
         budget = capacity * self.headroom
         demand = self.demand(weight, exclude=key)
-        admitted = self.headroom <= 0 or self.rtf is None or demand <= budget
+        # A session alone on the node is always admitted: refusing it protects nobody, and a
+        # model slower than real time still serves one client (with backpressure) rather than
+        # none. Admission protects the live sessions from the next one.
+        alone = not any(k != key for k in self.weights)
+        admitted = self.headroom <= 0 or self.rtf is None or alone or demand <= budget
         return Decision(admitted=admitted, demand=demand, budget=budget, rtf=self.rtf)
 
     def reserve(self, key: str, weight: float) -> None:

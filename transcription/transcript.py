@@ -310,11 +310,30 @@ def merge(
     else:
         cut = _text_cut(zone, words, overlap_end_ms, tolerance_ms)
         if cut is None:
+            cut = _text_only_cut(zone, words)
+        if cut is None:
             cut = _time_cut(words, overlap_end_ms)
     fresh = words[cut:]
     while fresh and not normalize(fresh[0].text):
         fresh = fresh[1:]  # punctuation of an old word is old
     return fresh[_echo_length(committed_tail, fresh) :]
+
+
+def _text_only_cut(
+    zone: Sequence[Word], words: Sequence[Word], *, max_skip: int = 2, min_len: int = 2
+) -> int | None:
+    """Index just past a repeat of the committed tail's last words near the window start,
+    by text alone: Whisper's word times can be seconds off when a window starts mid-word
+    ("the Management Office said …" after "… Management Office"), so the time-aware
+    alignment finds nothing. Up to ``max_skip`` junk words may precede the repeat."""
+    old = [normalize(w.text) for w in zone if normalize(w.text)]
+    spoken = [i for i, w in enumerate(words) if normalize(w.text)]
+    new = [normalize(words[i].text) for i in spoken]
+    for skip in range(min(max_skip, len(new)) + 1):
+        for length in range(min(len(old), len(new) - skip), min_len - 1, -1):
+            if old[-length:] == new[skip : skip + length]:
+                return spoken[skip + length - 1] + 1
+    return None
 
 
 def _time_cut(words: Sequence[Word], end_ms: int) -> int:
