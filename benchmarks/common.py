@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import websockets  # noqa: E402
 
+from tests.support.client import Progress  # noqa: E402
+
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 MODELS_DIR = REPO_ROOT / "models"
 SAMPLE_RATE_HZ = 16_000
@@ -167,6 +169,7 @@ async def timed_session(
         out.events.append((0.0, ack))
         may_send = asyncio.Event()
         may_send.set()
+        heard = Progress()
 
         async def receive() -> None:
             async for raw in ws:
@@ -177,10 +180,13 @@ async def timed_session(
                         may_send.clear()
                     else:
                         may_send.set()
+                elif event["type"] == "speech.checkpoint":
+                    heard.set(int(event["payload"]["last_audio_ms"]))
 
         receiver = asyncio.ensure_future(receive())
         for i, frame in enumerate(frames_of(pcm, frame_ms)):
             await asyncio.wait_for(may_send.wait(), timeout_s)
+            await heard.wait_until_within(i * frame_ms, timeout_s)
             if realtime:
                 due = t0 + i * frame_ms / 1000
                 now = time.monotonic()

@@ -52,6 +52,28 @@ class StreamResult:
         return [e["payload"] for e in self.of("speech.error")]
 
 
+AHEAD_OF_CHECKPOINT_MS = 20000
+
+
+class Progress:
+    """The last checkpoint's ``last_audio_ms``: a sender stays at most ``AHEAD_OF_CHECKPOINT_MS``
+    ahead of it. Backpressure alone is not enough at full speed: frames already queued in the
+    socket reach the server after its slow_down and overflow the bound (then RATE_LIMITED)."""
+
+    def __init__(self) -> None:
+        self.last_audio_ms = 0
+        self._changed = asyncio.Event()
+
+    def set(self, last_audio_ms: int) -> None:
+        self.last_audio_ms = max(self.last_audio_ms, last_audio_ms)
+        self._changed.set()
+
+    async def wait_until_within(self, sent_ms: int, timeout: float) -> None:
+        while sent_ms - self.last_audio_ms > AHEAD_OF_CHECKPOINT_MS:
+            self._changed.clear()
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+
 def config(**overrides: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "language": "en",
@@ -86,6 +108,7 @@ async def stream(
     result = StreamResult()
     may_send = asyncio.Event()
     may_send.set()
+    progress = Progress()
     async with websockets.connect(url, additional_headers=headers, max_size=None) as ws:
         await ws.send(json.dumps({"type": "speech.config", "payload": dict(payload)}))
         ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
@@ -102,10 +125,15 @@ async def stream(
                         may_send.clear()
                     else:
                         may_send.set()
+                elif event["type"] == "speech.checkpoint":
+                    progress.set(int(event["payload"]["last_audio_ms"]))
 
         receiver = asyncio.ensure_future(receive())
+        sent_ms = 0
         for frame in frames:
             await asyncio.wait_for(may_send.wait(), timeout)
+            await progress.wait_until_within(sent_ms, timeout)
+            sent_ms += frame_ms
             await ws.send(frame)
             # realtime: one frame per frame duration; speed: that many times faster
             pace = 1.0 if realtime else speed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -111,3 +111,41 @@ def model_name_from_path(path: Path) -> str:
     if name.startswith("ggml-"):
         name = name[len("ggml-") :]
     return name.removesuffix(".bin")
+
+
+# The prompt is the committed tail: 64 tokens of context are plenty, and a long prompt both
+# slows decoding and invites prompt-echo loops.
+PROMPT_MAX_TOKENS = 64
+
+
+def common_params(request: InferenceRequest) -> dict[str, Any]:
+    """The ``whisper_full_params`` fields both backends set on every call, by name.
+
+    Set every time because pywhispercpp's params persist on the instance between calls.
+    """
+    return {
+        "detect_language": False,
+        "carry_initial_prompt": False,
+        "n_max_text_ctx": PROMPT_MAX_TOKENS,
+        "audio_ctx": max(0, request.audio_ctx),
+        "max_tokens": max(0, request.max_tokens),
+        "token_timestamps": True,
+        "no_context": True,
+        "no_timestamps": False,
+        "single_segment": False,
+        "suppress_blank": True,
+        "suppress_nst": True,
+        "translate": False,
+        "offset_ms": 0,
+        "duration_ms": 0,
+        "print_special": False,
+        "print_progress": False,
+        "print_realtime": False,
+        "print_timestamps": False,
+    }
+
+
+def apply_params(params: Any, values: dict[str, Any]) -> None:
+    """Set ``values`` on a params object (pywhispercpp's or our ctypes struct)."""
+    for name, value in values.items():
+        setattr(params, name, value)

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from transcription.inference.backend import (
+    apply_params,
     check_model_file,
+    common_params,
     effective_threads,
     model_name_from_path,
 )
@@ -25,7 +27,6 @@ from transcription.inference.types import InferenceRequest, Segment
 from transcription.inference.words import RawToken, read_segments
 
 SAMPLE_RATE_HZ = 16_000
-PROMPT_MAX_TOKENS = 64  # see whisper_shared.PROMPT_MAX_TOKENS
 
 
 class _Slot:
@@ -140,25 +141,8 @@ class PyWhisperCppBackend:
             params.beam_search = {"beam_size": request.beam_size, "patience": -1.0}
         params.n_threads = effective_threads(request, self.n_threads)
         params.language = _language(request.language, self.multilingual, self._pw)
-        params.detect_language = False
         params.initial_prompt = request.prompt
-        params.carry_initial_prompt = False
-        params.n_max_text_ctx = PROMPT_MAX_TOKENS  # see whisper_shared.PROMPT_MAX_TOKENS
-        params.audio_ctx = max(0, request.audio_ctx)
-        params.max_tokens = max(0, request.max_tokens)
-        params.token_timestamps = True
-        params.no_context = True
-        params.no_timestamps = False
-        params.single_segment = False
-        params.suppress_blank = True
-        params.suppress_nst = True
-        params.translate = False
-        params.offset_ms = 0
-        params.duration_ms = 0
-        params.print_special = False
-        params.print_progress = False
-        params.print_realtime = False
-        params.print_timestamps = False
+        apply_params(params, common_params(request))
         return params
 
 

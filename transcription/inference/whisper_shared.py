@@ -41,7 +41,9 @@ from typing import Any
 import numpy as np
 
 from transcription.inference.backend import (
+    apply_params,
     check_model_file,
+    common_params,
     effective_threads,
     model_name_from_path,
 )
@@ -56,9 +58,6 @@ SAMPLE_RATE_HZ = 16_000
 WHISPER_SAMPLING_GREEDY = 0
 WHISPER_SAMPLING_BEAM_SEARCH = 1
 FLT_MAX = 3.4028234663852886e38
-
-
-PROMPT_MAX_TOKENS = 64
 
 
 class BindingError(RuntimeError):
@@ -592,27 +591,8 @@ class SharedWhisperBackend:
         if beam:
             params.beam_search.beam_size = request.beam_size
         params.language = language
-        params.detect_language = False
         params.initial_prompt = prompt
-        params.carry_initial_prompt = False
-        # The prompt is the committed tail: 64 tokens of context are plenty, and a long prompt
-        # both slows decoding and invites prompt-echo loops.
-        params.n_max_text_ctx = PROMPT_MAX_TOKENS
-        params.audio_ctx = max(0, request.audio_ctx)
-        params.max_tokens = max(0, request.max_tokens)
-        params.token_timestamps = True
-        params.no_context = True
-        params.no_timestamps = False
-        params.single_segment = False
-        params.suppress_blank = True
-        params.suppress_nst = True
-        params.translate = False
-        params.offset_ms = 0
-        params.duration_ms = 0
-        params.print_special = False
-        params.print_progress = False
-        params.print_realtime = False
-        params.print_timestamps = False
+        apply_params(params, common_params(request))
         return params, keepalive
 
 
