@@ -42,13 +42,15 @@ def progress(message: str) -> None:
 
 
 def model_path(name: str) -> Path:
-    """``models/ggml-<name>.bin``, installed on demand (idempotent)."""
+    """``models/ggml-<name>.bin``, installed on demand (idempotent); ``tiny.en-q8_0`` names
+    the q8_0 quantisation of ``tiny.en``."""
     path = MODELS_DIR / f"ggml-{name}.bin"
     if not path.is_file():
         from transcription.modelfiles.install import install_model
 
+        base, _, quant = name.partition("-")
         progress(f"installing model {name}")
-        install_model(name, MODELS_DIR)
+        path = install_model(base, MODELS_DIR, quant=quant or "f16")
     return path
 
 
