@@ -325,7 +325,7 @@ SETTINGS: tuple[Setting, ...] = (
         "full",
         ("inference", "audio_ctx"),
         "full: encode a padded 30 s window (Whisper's training); auto: only the audio present "
-        "(about 4x faster, but +7 to +11 WER points on our quality corpus)",
+        "(about 4x faster, but +3 to +9 WER points on our quality corpus)",
     ),
     Setting(
         "WSS_INFERENCE_TIMEOUT_S",
