@@ -91,6 +91,7 @@ class Span:
     end_ms: int
     final: bool
     at_pause: bool = False
+    interim_only: bool = False  # a pass for speech.hypothesis: nothing is committed
 
     @property
     def duration_ms(self) -> int:
@@ -124,6 +125,9 @@ class StreamingPolicy(Protocol):
         ...
 
 
+SHORT_WINDOW_MS = 4000  # below this, windows commit at pauses (see WindowedPolicy._short_span)
+SHORT_MAX_SPAN_MS = 8000  # a short-window utterance longer than this is cut without a pause
+MIN_UTTERANCE_MS = 300  # a pause this close to the start ends nothing worth a window
 WORD_ECHO_MS = 1000  # a join word heard again this soon after the committed one is the same word
 
 
@@ -177,6 +181,7 @@ class WindowedPolicy:
         edge_guard_ms: int = DEFAULT_EDGE_GUARD_MS,
         min_pause_ms: int = DEFAULT_MIN_PAUSE_MS,
         pause_wait_ms: int | None = None,
+        short_window_ms: int = SHORT_WINDOW_MS,
     ) -> None:
         if window_ms <= 0 or not 0 <= overlap_ms < window_ms:
             raise ValueError("window_ms must be positive and overlap_ms in 0..window_ms-1")
@@ -190,6 +195,8 @@ class WindowedPolicy:
         # pause rather than cut a word (only continuous speech pays that latency).
         self.pause_wait_ms = window_ms // 4 if pause_wait_ms is None else pause_wait_ms
         self._start_ms: int | None = None
+        self.short = window_ms < short_window_ms  # commit at pauses (see _short_span)
+        self._interim_until_ms = 0  # end of the last interim-only pass (short windows)
         self._interim: list[Word] = []  # held back by the last span, after the committed tail
         self._last_end_ms = 0
 
@@ -200,6 +207,8 @@ class WindowedPolicy:
         available = buffer.end_ms - start
         if available <= 0 or (available < self.window_ms and not final):
             return None
+        if self.short:
+            return self._short_span(buffer, start, final=final)
         if final and available <= self.window_ms:
             return Span(start, buffer.end_ms, final=True)
         end = start + self.window_ms
@@ -215,9 +224,33 @@ class WindowedPolicy:
             return None
         return Span(start, end, final=False)
 
+    def _short_span(self, buffer: AudioBuffer, start: int, *, final: bool) -> Span | None:
+        """Short windows (< 4 s) hear too little to cut mid-sentence reliably: commit at the
+        pauses the speech gate finds, and between them transcribe the utterance so far every
+        window for ``speech.hypothesis`` only. An utterance longer than ``max_span_ms`` without
+        a pause is cut like a normal window."""
+        end = buffer.end_ms
+        max_span_ms = max(SHORT_MAX_SPAN_MS, 3 * self.window_ms)
+        if final and end - start <= max_span_ms:
+            return Span(start, end, final=True)
+        # A fast sender fills the buffer far ahead: look for the pause within one utterance.
+        search_end = min(end, start + max_span_ms)
+        search_ms = search_end - start - MIN_UTTERANCE_MS
+        pause = buffer.pause_near(search_end, search_ms, min_pause_ms=self.min_pause_ms)
+        if search_ms > 0 and pause is not None and start + MIN_UTTERANCE_MS < pause < search_end:
+            return Span(start, pause, final=False, at_pause=True)
+        if end - start >= max_span_ms:
+            return Span(start, start + max_span_ms, final=False)
+        if end - self._interim_until_ms < self.window_ms:
+            return None
+        self._interim_until_ms = end
+        return Span(start, end, final=False, interim_only=True)
+
     def on_result(self, span: Span, words: Sequence[Word], transcript: Transcript) -> Decision:
         """Commit the span's new words except those probably cut by its end."""
         fresh = _merged(span, words, transcript)
+        if span.interim_only:
+            return Decision([], fresh, span.start_ms)
         if span.final:
             committed, interim = fresh, []
         else:

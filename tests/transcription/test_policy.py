@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from transcription.inference.types import Word
 from transcription.policy import (
+    SHORT_MAX_SPAN_MS,
+    SHORT_WINDOW_MS,
     Decision,
     LocalAgreementPolicy,
     Span,
@@ -211,7 +213,8 @@ def test_windowed_waits_until_a_full_window_is_buffered() -> None:
 def test_windowed_next_span_starts_overlap_before_the_last_committed_word_end() -> None:
     """After a window, the next starts overlap_ms before the end of its last committed word."""
     truth = timeline("one two three four five six seven eight nine ten eleven twelve", gap_ms=50)
-    run = Run(WindowedPolicy(3000, 1000, pause_wait_ms=0), truth, perfect_whisper(truth))
+    policy = WindowedPolicy(3000, 1000, pause_wait_ms=0, short_window_ms=0)
+    run = Run(policy, truth, perfect_whisper(truth))
     run.feed(3000)
     first = run.decisions[0]
     assert run.spans[0] == Span(0, 3000, final=False)
@@ -226,6 +229,30 @@ def test_windowed_cuts_the_span_at_a_pause_in_the_last_quarter() -> None:
     run.feed(5000)
     assert run.spans[0] == Span(0, 4100, final=False, at_pause=True)  # pause 3900-4300
     assert texts(run.decisions[0].committed) == ["alpha", "beta", "gamma", "delta"]
+
+
+def test_short_windows_commit_at_pauses_and_send_interim_passes_between() -> None:
+    """Below 4 s, a window commits only up to a pause; before the pause every window gives an
+    interim-only pass over the utterance so far, and nothing is committed twice."""
+    truth = [
+        *timeline("one two three four five six seven", word_ms=400, gap_ms=50),  # to 3150
+        *timeline("eight nine ten", start_ms=4000, word_ms=400, gap_ms=50),
+    ]
+    run = Run(WindowedPolicy(2000, 200), truth, perfect_whisper(truth))
+    run.feed(2000)
+    assert run.spans[0] == Span(0, 2000, final=False, interim_only=True)
+    assert run.decisions[0].committed == [] and texts(run.decisions[0].interim)[:4] == [
+        "one",
+        "two",
+        "three",
+        "four",
+    ]
+    run.feed(2000)
+    assert run.spans[1].at_pause and 3150 < run.spans[1].end_ms < 4000
+    assert texts(run.decisions[1].committed) == "one two three four five six seven".split()
+    run.feed(2000)
+    run.finish()
+    assert run.transcript.text == "one two three four five six seven eight nine ten"
 
 
 def test_windowed_waits_a_quarter_window_for_a_pause_past_the_window() -> None:
@@ -327,9 +354,14 @@ def test_a_word_heard_only_once_is_never_lost(
     run.buffer.feed(total % chunk_ms)
     run.finish()
     assert run.words == [w.text for w in truth]
-    assert all(span.duration_ms <= window_ms + window_ms // 4 for span in run.spans)
-    starts = [span.start_ms for span in run.spans]
-    assert starts == sorted(set(starts)), "every step advances"
+    # Short windows transcribe the utterance up to its pause (at most SHORT_MAX_SPAN_MS);
+    # interim-only passes commit nothing and do not move the start.
+    longest = window_ms + window_ms // 4
+    if window_ms < SHORT_WINDOW_MS:
+        longest = max(SHORT_MAX_SPAN_MS, 3 * window_ms)
+    assert all(span.duration_ms <= longest for span in run.spans)
+    starts = [span.start_ms for span in run.spans if not span.interim_only]
+    assert starts == sorted(set(starts)), "every committing step advances"
 
 
 # --- local agreement ---
