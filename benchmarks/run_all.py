@@ -29,7 +29,21 @@ PLAN: tuple[tuple[str, list[str], int, int], ...] = (
     ("memory", [], 90, 30),
     # base at 2 s windows alone takes ~6 min with the full encoder: kept out of make bench
     # (run ``quality.py`` without --short-window-models for it).
-    ("quality", ["--generated", "2", "--short-window-models", "tiny.en"], 420, 90),
+    (
+        "quality",
+        [
+            "--generated",
+            "2",
+            "--models",
+            "tiny.en",
+            "tiny.en-q8_0",
+            "base",
+            "--short-window-models",
+            "tiny.en",
+        ],
+        480,
+        90,
+    ),
 )
 
 
