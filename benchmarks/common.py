@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import websockets  # noqa: E402
 
-from tests.support.client import Progress  # noqa: E402
+from tests.support.client import FlowControl  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 MODELS_DIR = REPO_ROOT / "models"
@@ -169,26 +169,17 @@ async def timed_session(
             return out
         t0 = time.monotonic()
         out.events.append((0.0, ack))
-        may_send = asyncio.Event()
-        may_send.set()
-        heard = Progress()
+        flow = FlowControl()
 
         async def receive() -> None:
             async for raw in ws:
                 event = json.loads(raw)
                 out.events.append((time.monotonic() - t0, event))
-                if event["type"] == "speech.backpressure":
-                    if event["payload"]["action"] == "slow_down":
-                        may_send.clear()
-                    else:
-                        may_send.set()
-                elif event["type"] == "speech.checkpoint":
-                    heard.set(int(event["payload"]["last_audio_ms"]))
+                flow.observe(event)
 
         receiver = asyncio.ensure_future(receive())
         for i, frame in enumerate(frames_of(pcm, frame_ms)):
-            await asyncio.wait_for(may_send.wait(), timeout_s)
-            await heard.wait_until_within(i * frame_ms, timeout_s)
+            await flow.ready(i * frame_ms, timeout_s)
             if realtime:
                 due = t0 + i * frame_ms / 1000
                 now = time.monotonic()

@@ -55,20 +55,32 @@ class StreamResult:
 AHEAD_OF_CHECKPOINT_MS = 20000
 
 
-class Progress:
-    """The last checkpoint's ``last_audio_ms``: a sender stays at most ``AHEAD_OF_CHECKPOINT_MS``
-    ahead of it. Backpressure alone is not enough at full speed: frames already queued in the
-    socket reach the server after its slow_down and overflow the bound (then RATE_LIMITED)."""
+class FlowControl:
+    """What a sender must respect: ``speech.backpressure`` (pause on slow_down until ok) and
+    the last checkpoint's ``last_audio_ms`` (stay at most ``AHEAD_OF_CHECKPOINT_MS`` ahead).
+    Backpressure alone is not enough at full speed: frames already queued in the socket reach
+    the server after its slow_down and overflow the bound (then RATE_LIMITED)."""
 
     def __init__(self) -> None:
         self.last_audio_ms = 0
+        self._may_send = asyncio.Event()
+        self._may_send.set()
         self._changed = asyncio.Event()
 
-    def set(self, last_audio_ms: int) -> None:
-        self.last_audio_ms = max(self.last_audio_ms, last_audio_ms)
-        self._changed.set()
+    def observe(self, event: Mapping[str, Any]) -> None:
+        """Called with every server event."""
+        if event["type"] == "speech.backpressure":
+            if event["payload"]["action"] == "slow_down":
+                self._may_send.clear()
+            else:
+                self._may_send.set()
+        elif event["type"] == "speech.checkpoint":
+            self.last_audio_ms = max(self.last_audio_ms, int(event["payload"]["last_audio_ms"]))
+            self._changed.set()
 
-    async def wait_until_within(self, sent_ms: int, timeout: float) -> None:
+    async def ready(self, sent_ms: int, timeout: float) -> None:
+        """Returns when the frame starting at ``sent_ms`` may be sent."""
+        await asyncio.wait_for(self._may_send.wait(), timeout)
         while sent_ms - self.last_audio_ms > AHEAD_OF_CHECKPOINT_MS:
             self._changed.clear()
             await asyncio.wait_for(self._changed.wait(), timeout)
@@ -106,9 +118,7 @@ async def stream(
     """Open a session, send ``frames`` (paced in real time or as fast as backpressure allows),
     send ``speech.end`` and collect every event until the server closes."""
     result = StreamResult()
-    may_send = asyncio.Event()
-    may_send.set()
-    progress = Progress()
+    flow = FlowControl()
     async with websockets.connect(url, additional_headers=headers, max_size=None) as ws:
         await ws.send(json.dumps({"type": "speech.config", "payload": dict(payload)}))
         ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
@@ -120,19 +130,12 @@ async def stream(
             async for raw in ws:
                 event = json.loads(raw)
                 result.events.append(event)
-                if event["type"] == "speech.backpressure":
-                    if event["payload"]["action"] == "slow_down":
-                        may_send.clear()
-                    else:
-                        may_send.set()
-                elif event["type"] == "speech.checkpoint":
-                    progress.set(int(event["payload"]["last_audio_ms"]))
+                flow.observe(event)
 
         receiver = asyncio.ensure_future(receive())
         sent_ms = 0
         for frame in frames:
-            await asyncio.wait_for(may_send.wait(), timeout)
-            await progress.wait_until_within(sent_ms, timeout)
+            await flow.ready(sent_ms, timeout)
             sent_ms += frame_ms
             await ws.send(frame)
             # realtime: one frame per frame duration; speed: that many times faster
