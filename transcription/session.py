@@ -256,12 +256,15 @@ class Session:
     # --- internals ---
 
     def _skipped_speech(self, job: Job, words: Sequence[Word]) -> bool:
-        """True when the speech gate heard speech well before the first word Whisper returned."""
+        """True when the speech gate heard speech that Whisper, conditioned on the prompt,
+        skipped: no word at all (a prompt-induced loop the filters dropped), or speech well
+        before the first returned word."""
         spans = self.buffer.speech_spans(job.start_ms, job.end_ms)
         if not spans:
             return False
-        first_word_ms = words[0].start_ms if words else job.end_ms
-        return first_word_ms - spans[0][0] > SKIPPED_SPEECH_MS
+        if not words:
+            return True
+        return words[0].start_ms - spans[0][0] > SKIPPED_SPEECH_MS
 
     def _schedule(self, out: Outputs) -> None:
         """Start the next span if none is in flight; finish the session when all is done."""

@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -184,13 +183,6 @@ class InferenceConsumer(AsyncConsumer):
             )
             t0 = time.monotonic()
             segments = await loop.run_in_executor(_executor, backend.transcribe, samples, request)
-            if not segments and request.prompt:
-                # A prompt can tip Whisper into a loop that the filters then drop, losing the
-                # window's speech: hear it once more without context.
-                request = replace(request, prompt="")
-                segments = await loop.run_in_executor(
-                    _executor, backend.transcribe, samples, request
-                )
             inference_s = time.monotonic() - t0
             audio_s = len(samples) / SAMPLE_RATE_HZ
             # No metrics here: the server records these figures from the reply
