@@ -31,7 +31,7 @@ per call once a second.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 import numpy as np
@@ -92,6 +92,9 @@ class Span:
     final: bool
     at_pause: bool = False
     interim_only: bool = False  # a pass for speech.hypothesis: nothing is committed
+    # Starts in silence after every committed word (a pause cut or a skipped span before it):
+    # no committed word is heard again, so none of its words can be old.
+    after_pause: bool = False
 
     @property
     def duration_ms(self) -> int:
@@ -139,10 +142,11 @@ def _merged(span: Span, words: Sequence[Word], transcript: Transcript) -> list[W
         words,
         overlap_start_ms=span.start_ms,
         overlap_end_ms=transcript.last_word_end_ms,
+        heard_again=not span.after_pause,
     )
     # Short windows cut mid-speech: Whisper's edge-word times drift by more than the merge's
     # tolerance, and the last committed word comes back as the first new one ("the the").
-    if fresh and transcript.words:
+    if fresh and transcript.words and not span.after_pause:
         last, first = transcript.words[-1], fresh[0]
         same = normalize(first.text) == normalize(last.text) and normalize(first.text)
         if same and first.start_ms - last.end_ms < WORD_ECHO_MS:
@@ -199,9 +203,16 @@ class WindowedPolicy:
         self._interim_until_ms = 0  # end of the last interim-only pass (short windows)
         self._interim: list[Word] = []  # held back by the last span, after the committed tail
         self._last_end_ms = 0
+        self._after_pause = False  # the next span starts in silence after every committed word
 
     def next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
         """The next window once ``window_ms`` is buffered; with ``final``, the rest."""
+        span = self._next_span(buffer, final=final)
+        if span is None or not self._after_pause or span.start_ms != self._start_ms:
+            return span
+        return replace(span, after_pause=True)
+
+    def _next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
         start = buffer.start_ms if self._start_ms is None else max(self._start_ms, buffer.start_ms)
         self._start_ms = start
         available = buffer.end_ms - start
@@ -268,6 +279,7 @@ class WindowedPolicy:
         self._last_end_ms = span.end_ms
         release = self._next_start(span, transcript, committed, interim)
         self._start_ms = release
+        self._after_pause = span.at_pause and release == span.end_ms
         return Decision(committed, interim, release)
 
     def on_skipped(self, span: Span) -> Decision:
@@ -276,6 +288,8 @@ class WindowedPolicy:
         release = span.end_ms if span.final else span.end_ms - SKIP_TAIL_MS
         release = max(release, span.start_ms + _min_progress_ms(span, ()))
         self._start_ms = min(release, span.end_ms)
+        # The whole span was silence, so no committed word lies in its kept tail.
+        self._after_pause = True
         return Decision([], [], self._start_ms)
 
     def _next_start(

@@ -286,13 +286,18 @@ def merge(
     overlap_start_ms: int,
     overlap_end_ms: int,
     tolerance_ms: int = TIME_TOLERANCE_MS,
+    heard_again: bool = True,
 ) -> list[Word]:
     """The words of a new window that are not already committed, in Whisper's order.
 
     ``overlap_start_ms`` is the window start, ``overlap_end_ms`` the end of the committed
-    timeline; committed words in between were heard again. The join is the best local alignment
-    of the committed tail's end with the new words (normalised text, matches only between words
-    whose centres lie within a few ``tolerance_ms``); without an agreeing word, time decides: a
+    timeline; committed words in between were heard again. ``heard_again=False`` says the
+    window starts in a pause after every committed word (its start is known to be silence), so
+    no word of it is old whatever its jittered time says; only a prompt echo is dropped.
+
+    The join is the best local alignment of the committed tail's end with the new words
+    (normalised text, matches only between words whose centres lie within a few
+    ``tolerance_ms``); without an agreeing word, time decides: a
     new word whose centre lies before the committed end is old. Committed words always win.
     """
     words = drop_annotations(new_words)
@@ -301,14 +306,14 @@ def merge(
     zone = [
         w
         for w in committed_tail[-_MAX_ALIGN_WORDS:]
-        if w.end_ms > overlap_start_ms - tolerance_ms and normalize(w.text)
+        if heard_again and w.end_ms > overlap_start_ms - tolerance_ms and normalize(w.text)
     ]
     if zone and _cut_by_window_start(words[0], zone, overlap_start_ms, tolerance_ms):
         words = words[1:]
     if not zone:
         cut = 0  # no committed word reaches into this window: nothing in it can be old
     else:
-        cut = _text_cut(zone, words, overlap_end_ms, tolerance_ms)
+        cut = _text_cut(zone, words, overlap_start_ms, overlap_end_ms, tolerance_ms)
         if cut is None:
             cut = _text_only_cut(zone, words)
         if cut is None:
@@ -377,7 +382,7 @@ def _pair_score(old: Word, new: Word, tolerance_ms: int) -> int | None:
 
 
 def _text_cut(
-    zone: Sequence[Word], words: Sequence[Word], end_ms: int, tolerance_ms: int
+    zone: Sequence[Word], words: Sequence[Word], start_ms: int, end_ms: int, tolerance_ms: int
 ) -> int | None:
     """Where the committed tail ends inside ``words``, by local alignment anchored at the tail's
     last word (Smith-Waterman with free leading gaps on both sides), or None if nothing agrees.
@@ -416,10 +421,14 @@ def _text_cut(
     if not candidates:
         return None
     top = max(previous[k][0] for k in candidates)
-    # Equal scores: the join whose last old word ends nearest the committed end.
+    # Equal scores: the join that calls as many new words old as there are committed words in
+    # the overlap ("… corpus. I" then "I have a cold so I …": with times jittered by 400 ms the
+    # second "I" is as near as the first, but taking it would drop four new words), then the
+    # join whose last old word ends nearest the committed end.
+    heard_again = sum(1 for w in zone if centre_ms(w) >= start_ms)
     k = min(
         (k for k in candidates if previous[k][0] == top),
-        key=lambda k: abs(spoken[k - 1].end_ms - end_ms),
+        key=lambda k: (abs(k - heard_again), abs(spoken[k - 1].end_ms - end_ms)),
     )
     return index[k - 1] + 1
 

@@ -1,0 +1,92 @@
+"""Streaming WER without a server: drives the sans-IO ``Session`` with the real backend, one job
+at a time, over the quality corpus. For tuning the streaming policy quickly; the figures to
+quote come from ``quality.py`` (real daphne), which this reproduces within noise.
+
+Usage: ``python benchmarks/stream_direct.py --model base --window 5000 500 [--corpus DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from common import SAMPLE_RATE_HZ, model_path, progress
+from quality import generated_corpus, pooled, real_corpus
+
+from transcription.inference.types import InferenceRequest
+from transcription.protocol import SpeechConfig
+from transcription.session import Session, SessionLimits
+from transcription.worker import max_tokens_for
+
+FRAME_SAMPLES = SAMPLE_RATE_HZ // 5
+
+
+def stream(backend: Any, audio: np.ndarray, window: tuple[int, int], vad: str) -> str:
+    config = SpeechConfig("en", SAMPLE_RATE_HZ, "pcm_s16le", window[0], window[1], "m")
+    limits = SessionLimits(audio_buffer_ms=600_000, vad=vad, audio_ctx_auto=False)
+    session = Session("bench", config, limits, model_id="m")
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    jobs = []
+    step = FRAME_SAMPLES * 2
+    for i in range(0, len(pcm), step):
+        jobs += session.feed_audio(pcm[i : i + step]).jobs
+        while jobs:
+            jobs = run(backend, session, jobs.pop(0))
+    jobs = session.end().jobs
+    while jobs:
+        jobs = run(backend, session, jobs.pop(0))
+    return session.transcript.text
+
+
+def run(backend: Any, session: Session, job: Any) -> list[Any]:
+    request = InferenceRequest(
+        language="en",
+        prompt=job.prompt,
+        n_threads=2,
+        audio_ctx=job.audio_ctx,
+        max_tokens=max_tokens_for(job.audio_seconds),
+    )
+    return session.on_result(job.window_index, backend.transcribe(job.samples, request)).jobs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--window", nargs=2, type=int, default=[5000, 500])
+    parser.add_argument("--corpus", type=Path, default=Path("/work/shared/speech"))
+    parser.add_argument("--generated", type=int, default=3)
+    parser.add_argument("--vad", default="silero")
+    parser.add_argument("--only", help="substring of recording names to run")
+    parser.add_argument("--json", type=Path, help="write hypotheses here")
+    args = parser.parse_args()
+    from transcription.inference.backend import load_backend
+
+    corpus = generated_corpus(args.generated, 10) + real_corpus(args.corpus, None)
+    if args.only:
+        corpus = [r for r in corpus if args.only in r.name]
+    backend = load_backend("shared", model_path(args.model), concurrency=1, n_threads=2)
+    t0 = time.monotonic()
+    pairs, rows = [], []
+    for rec in corpus:
+        hyp = stream(backend, rec.audio, tuple(args.window), args.vad)
+        one = pooled([(rec.text, hyp)])
+        progress(f"{rec.name}: WER {one['wer_pct']:.2f} % ({one['errors']}/{one['ref_words']})")
+        pairs.append((rec.text, hyp))
+        rows.append({"name": rec.name, "ref": rec.text, "hyp": hyp, **one})
+    backend.close()
+    total = pooled(pairs)
+    print(
+        f"{args.model} {args.window[0]}/{args.window[1]}: WER {total['wer_pct']:.2f} % "
+        f"({total['errors']}/{total['ref_words']}), repeats {total['repeated_bigrams']}, "
+        f"{time.monotonic() - t0:.0f} s"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
