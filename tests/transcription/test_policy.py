@@ -231,6 +231,21 @@ def test_windowed_cuts_the_span_at_a_pause_in_the_last_quarter() -> None:
     assert texts(run.decisions[0].committed) == ["alpha", "beta", "gamma", "delta"]
 
 
+def test_windowed_marks_the_span_after_a_pause_cut_as_hearing_no_committed_word() -> None:
+    """The span after a pause cut starts in silence after every committed word, so the merge
+    treats all its words as new; a span that re-hears the overlap is not marked."""
+    truth = [*timeline("alpha beta gamma delta", word_ms=900, gap_ms=100), Word("x", 4300, 6000, 1)]
+    truth += timeline(" ".join(VOCABULARY[:40]), start_ms=6100, gap_ms=50)  # no pause
+    run = Run(WindowedPolicy(5000, 500), truth, perfect_whisper(truth))
+    run.feed(20000)
+    assert run.spans[0].at_pause and not run.spans[0].after_pause
+    assert run.spans[1].after_pause and run.spans[1].start_ms == run.spans[0].end_ms
+    overlapping = [
+        s for s in run.spans[1:] if s.start_ms < run.spans[run.spans.index(s) - 1].end_ms
+    ]
+    assert overlapping and not any(s.after_pause for s in overlapping)
+
+
 def test_short_windows_commit_at_pauses_and_send_interim_passes_between() -> None:
     """Below 4 s, a window commits only up to a pause; before the pause every window gives an
     interim-only pass over the utterance so far, and nothing is committed twice."""

@@ -140,6 +140,46 @@ def test_a_window_after_the_committed_tail_keeps_a_jittered_first_word() -> None
     assert texts(merge(committed, window, overlap_start_ms=1200, overlap_end_ms=700)) == ["general"]
 
 
+def test_a_window_starting_in_a_pause_after_the_committed_tail_has_no_old_words() -> None:
+    """After a cut in a pause, a first word Whisper places on the committed tail's last words
+    ("the" of "… leave the office tonight.") is still new speech."""
+    committed = timeline("leave the office tonight.")  # "the" 400-700, ends 1500
+    window = [Word("The", 1500, 1880, 0.9), Word("museum", 2580, 2640, 0.9)]
+    merged = merge(committed, window, overlap_start_ms=1510, overlap_end_ms=1500, heard_again=False)
+    assert texts(merged) == ["The", "museum"]
+
+
+def test_a_window_starting_in_a_pause_still_drops_a_prompt_echo() -> None:
+    """Whisper writing its prompt again after a pause is not new speech."""
+    committed = timeline("and that is the end of the story")  # ends 3100
+    echo = timeline("end of the story and then", start_ms=3200)
+    merged = merge(committed, echo, overlap_start_ms=3200, overlap_end_ms=3100, heard_again=False)
+    assert texts(merged) == ["and", "then"]
+
+
+def test_equal_joins_call_as_many_words_old_as_the_overlap_holds() -> None:
+    """ "… corpus. I" then "I have a cold so I probably": with times 400 ms apart, the second
+    "I" is as close as the first; joining there would drop "have a cold so"."""
+    committed = [Word("corpus.", 2850, 4230, 0.9), Word("I", 4230, 4300, 0.9)]
+    window = [
+        Word("I", 3810, 3860, 0.9),
+        Word("have", 3860, 4100, 0.9),
+        Word("a", 4100, 4160, 0.9),
+        Word("cold", 4160, 4400, 0.9),
+        Word("so", 4400, 4520, 0.9),
+        Word("I", 4520, 4580, 0.9),
+        Word("probably", 4580, 5050, 0.9),
+    ]
+    assert texts(merge_window(committed, window, 3800)) == [
+        "have",
+        "a",
+        "cold",
+        "so",
+        "I",
+        "probably",
+    ]
+
+
 def test_without_an_agreeing_word_time_decides() -> None:
     """A window that agrees on no word keeps only the words centred after the committed end."""
     committed = timeline("alpha beta gamma")  # ends 1100
