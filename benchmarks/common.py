@@ -130,12 +130,17 @@ class TimedSession:
         return [(t, e) for t, e in self.events if e.get("type") == kind]
 
     @property
-    def text(self) -> str:
-        return " ".join(
+    def phrases(self) -> list[str]:
+        """The committed phrases in order (one per window that committed words)."""
+        return [
             e["payload"]["text"]
             for _, e in self.of("speech.phrase")
             if e["payload"]["status"] == "Success" and e["payload"]["text"]
-        )
+        ]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.phrases)
 
     def phrase_lags(self) -> list[float]:
         """Per phrase: arrival minus the wall time its last audio was sent (paced streams)."""

@@ -1,8 +1,9 @@
 """Transcript quality per model: offline WER (whole file in one backend call) vs streaming WER
-through a real daphne at 5 s/0.5 s and 2 s/0.2 s windows, words repeated at window joins,
-words emitted on 60 s of silence, white noise and pink noise, and streaming WER with
-``WSS_AUDIO_CTX=full`` vs ``auto`` (the issue wants ``auto`` by default only if it costs at
-most 0.5 WER points).
+through a real daphne at 5 s/0.5 s and 2 s/0.2 s windows, words repeated at window joins
+(repeated word pairs), words lost at joins (reference words missing within one word of a
+boundary between two ``speech.phrase`` events), words emitted on 60 s of silence, white noise
+and pink noise, and streaming WER with ``WSS_AUDIO_CTX=full`` vs ``auto`` (the issue wants
+``auto`` by default only if it costs at most 0.5 WER points).
 
 Corpus: generated long recordings (several voices, pauses 0.2–2 s, ``tests/support/speech.py``)
 plus the real recordings of ``--corpus`` (``manifest.tsv``) when that folder exists. WER is
@@ -34,7 +35,7 @@ from common import (
 
 from tests.support.client import config
 from tests.support.server import Server, start_server
-from tests.support.wer import normalize, repeated_bigrams, word_errors
+from tests.support.wer import normalize, repeated_bigrams, word_errors, words_lost_at_joins
 
 WINDOWS = ((5000, 500), (2000, 200))
 NOISE_S = 60.0
@@ -90,15 +91,23 @@ def noises(seconds: float) -> dict[str, np.ndarray]:
     }
 
 
-def pooled(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+def pooled(pairs: list[tuple[str, str]], phrases: list[list[str]] | None = None) -> dict[str, Any]:
+    """Pooled WER and join errors of (reference, hypothesis) pairs; ``phrases`` (the committed
+    phrases of each hypothesis) adds the words lost at joins."""
     errors = sum(word_errors(ref, hyp) for ref, hyp in pairs)
     words = sum(len(normalize(ref)) for ref, _ in pairs)
-    return {
+    out: dict[str, Any] = {
         "wer_pct": 100 * errors / max(words, 1),
         "errors": errors,
         "ref_words": words,
         "repeated_bigrams": sum(repeated_bigrams(hyp, ref) for ref, hyp in pairs),
     }
+    if phrases is not None:
+        out["lost_at_joins"] = sum(
+            words_lost_at_joins(ref, parts) for (ref, _), parts in zip(pairs, phrases, strict=True)
+        )
+        out["joins"] = sum(max(0, len(parts) - 1) for parts in phrases)
+    return out
 
 
 def offline(model: str, corpus: list[Recording]) -> dict[str, Any]:
@@ -130,18 +139,20 @@ def _server(model: str, audio_ctx: str) -> Server:
     )
 
 
-async def streamed(server: Server, audio: np.ndarray, window: tuple[int, int]) -> str:
+async def streamed(server: Server, audio: np.ndarray, window: tuple[int, int]) -> list[str]:
+    """The committed phrases of one stream."""
     payload = config(window_duration_ms=window[0], overlap_duration_ms=window[1])
     # As fast as backpressure allows: the transcript does not depend on the pacing.
     session = await timed_session(server.url, pcm16(audio), payload, realtime=False, timeout_s=900)
     if session.refused or session.errors:
         raise RuntimeError(f"stream failed: {session.refused or session.errors}")
-    return session.text
+    return session.phrases
 
 
 def streaming(server: Server, corpus: list[Recording], window: tuple[int, int]) -> dict[str, Any]:
-    pairs = [(rec.text, asyncio.run(streamed(server, rec.audio, window))) for rec in corpus]
-    return {**pooled(pairs), "hypotheses": [h for _, h in pairs]}
+    phrases = [asyncio.run(streamed(server, rec.audio, window)) for rec in corpus]
+    pairs = [(rec.text, " ".join(parts)) for rec, parts in zip(corpus, phrases, strict=True)]
+    return {**pooled(pairs, phrases), "hypotheses": [h for _, h in pairs]}
 
 
 def run_model(
@@ -163,7 +174,7 @@ def run_model(
         emitted = {}
         for name, audio in noises(noise_s).items():
             progress(f"quality: {model}: {noise_s:.0f} s of {name}")
-            text = asyncio.run(streamed(server, audio, WINDOWS[0]))
+            text = " ".join(asyncio.run(streamed(server, audio, WINDOWS[0])))
             emitted[name] = {"words": len(normalize(text)), "text": text}
         result["non_speech"] = emitted
     finally:
@@ -210,6 +221,7 @@ def main() -> None:
             s = r.get(f"stream_{w[0]}_{w[1]}_full")
             row[f"{w[0]}/{w[1]} WER %"] = s["wer_pct"] if s else "not run"
             row[f"{w[0]}/{w[1]} repeats"] = s["repeated_bigrams"] if s else "not run"
+            row[f"{w[0]}/{w[1]} lost at joins"] = s["lost_at_joins"] if s else "not run"
         if "stream_5000_500_auto" in r:
             full = r["stream_5000_500_full"]["wer_pct"]
             auto = r["stream_5000_500_auto"]["wer_pct"]

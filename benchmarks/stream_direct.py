@@ -25,21 +25,28 @@ from transcription.worker import max_tokens_for
 FRAME_SAMPLES = SAMPLE_RATE_HZ // 5
 
 
-def stream(backend: Any, audio: np.ndarray, window: tuple[int, int], vad: str) -> str:
+def stream(backend: Any, audio: np.ndarray, window: tuple[int, int], vad: str) -> list[str]:
+    """The committed phrases of one stream."""
     config = SpeechConfig("en", SAMPLE_RATE_HZ, "pcm_s16le", window[0], window[1], "m")
     limits = SessionLimits(audio_buffer_ms=600_000, vad=vad, audio_ctx_auto=False)
     session = Session("bench", config, limits, model_id="m")
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-    jobs = []
+    phrases: list[str] = []
     step = FRAME_SAMPLES * 2
     for i in range(0, len(pcm), step):
-        jobs += session.feed_audio(pcm[i : i + step]).jobs
-        while jobs:
-            jobs = run(backend, session, jobs.pop(0))
-    jobs = session.end().jobs
+        drain(backend, session, session.feed_audio(pcm[i : i + step]).jobs, phrases)
+    drain(backend, session, session.end().jobs, phrases)
+    return phrases
+
+
+def drain(backend: Any, session: Session, jobs: list[Any], phrases: list[str]) -> None:
+    """Run jobs one at a time (as one inference slot would), collecting committed phrases."""
     while jobs:
+        before = len(session.transcript.words)
         jobs = run(backend, session, jobs.pop(0))
-    return session.transcript.text
+        committed = session.transcript.words[before:]
+        if committed:
+            phrases.append(" ".join(w.text for w in committed))
 
 
 def run(backend: Any, session: Session, job: Any) -> list[Any]:
@@ -70,18 +77,21 @@ def main() -> None:
         corpus = [r for r in corpus if args.only in r.name]
     backend = load_backend("shared", model_path(args.model), concurrency=1, n_threads=2)
     t0 = time.monotonic()
-    pairs, rows = [], []
+    pairs, rows, phrases = [], [], []
     for rec in corpus:
-        hyp = stream(backend, rec.audio, tuple(args.window), args.vad)
-        one = pooled([(rec.text, hyp)])
+        parts = stream(backend, rec.audio, tuple(args.window), args.vad)
+        hyp = " ".join(parts)
+        one = pooled([(rec.text, hyp)], [parts])
         progress(f"{rec.name}: WER {one['wer_pct']:.2f} % ({one['errors']}/{one['ref_words']})")
         pairs.append((rec.text, hyp))
+        phrases.append(parts)
         rows.append({"name": rec.name, "ref": rec.text, "hyp": hyp, **one})
     backend.close()
-    total = pooled(pairs)
+    total = pooled(pairs, phrases)
     print(
         f"{args.model} {args.window[0]}/{args.window[1]}: WER {total['wer_pct']:.2f} % "
         f"({total['errors']}/{total['ref_words']}), repeats {total['repeated_bigrams']}, "
+        f"lost at joins {total['lost_at_joins']} of {total['joins']} joins, "
         f"{time.monotonic() - t0:.0f} s"
     )
     if args.json:

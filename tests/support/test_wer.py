@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.support.wer import normalize, repeated_bigrams, wer, word_errors
+from tests.support.wer import normalize, repeated_bigrams, wer, word_errors, words_lost_at_joins
 
 _WORDS = st.lists(st.sampled_from(["red", "green", "blue", "cat", "dog"]), max_size=8)
 
@@ -88,3 +88,21 @@ def test_repeated_bigrams_respects_reference_repeats() -> None:
     ref = "very very good and very very good"
     assert repeated_bigrams(ref, ref) == 0
     assert repeated_bigrams("very very very good and very very good", ref) == 1
+
+
+def test_a_word_missing_where_two_phrases_meet_is_lost_at_a_join() -> None:
+    ref = "the teacher explained the lesson again because nobody understood it"
+    phrases = ["the teacher explained the lesson", "because nobody understood it"]
+    assert words_lost_at_joins(ref, phrases) == 1  # "again"
+
+
+def test_a_word_missing_inside_a_phrase_is_not_lost_at_a_join() -> None:
+    ref = "the teacher explained the lesson again because nobody understood it"
+    phrases = ["the teacher the lesson again", "because nobody understood it"]
+    assert words_lost_at_joins(ref, phrases) == 0  # "explained" is a model error, not a join
+
+
+def test_misheard_words_at_a_join_are_not_lost() -> None:
+    ref = "one two three four five six"
+    assert words_lost_at_joins(ref, ["one two three", "for five six"]) == 0
+    assert words_lost_at_joins(ref, ["one two three four five six"]) == 0

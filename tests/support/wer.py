@@ -68,3 +68,50 @@ def repeated_bigrams(hypothesis: str, reference: str) -> int:
 
 def _bigrams(words: list[str]) -> list[tuple[str, str]]:
     return list(zip(words, words[1:], strict=False))
+
+
+def words_lost_at_joins(reference: str, phrases: list[str], reach: int = 1) -> int:
+    """Reference words the transcript lacks within ``reach`` words of a join between two
+    phrases (``speech.phrase`` events, one per committed window), by a minimum-edit alignment.
+
+    A deleted reference word sits between two hypothesis words; it is lost at a join when a
+    phrase boundary lies within ``reach`` words of that gap. Substitutions are not counted:
+    a misheard word was not lost.
+    """
+    words: list[str] = []
+    joins: list[int] = []  # index of the first word of each phrase after the first
+    for phrase in phrases:
+        part = normalize(phrase)
+        if words and part:
+            joins.append(len(words))
+        words += part
+    gaps = _deletion_gaps(normalize(reference), words)
+    return sum(1 for gap in gaps if any(abs(gap - join) <= reach for join in joins))
+
+
+def _deletion_gaps(ref: list[str], hyp: list[str]) -> list[int]:
+    """For each reference word a minimum-edit alignment deletes, the index of the hypothesis
+    word it would have preceded."""
+    n, m = len(ref), len(hyp)
+    cost = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        cost[i][0] = i
+    for j in range(m + 1):
+        cost[0][j] = j
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i][j] = min(
+                cost[i - 1][j] + 1,
+                cost[i][j - 1] + 1,
+                cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]),
+            )
+    gaps, i, j = [], n, m
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and cost[i][j] == cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
+            i, j = i - 1, j - 1
+        elif i > 0 and cost[i][j] == cost[i - 1][j] + 1:
+            gaps.append(j)
+            i -= 1
+        else:
+            j -= 1
+    return gaps[::-1]
