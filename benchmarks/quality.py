@@ -91,9 +91,14 @@ def noises(seconds: float) -> dict[str, np.ndarray]:
     }
 
 
-def pooled(pairs: list[tuple[str, str]], phrases: list[list[str]] | None = None) -> dict[str, Any]:
+def pooled(
+    pairs: list[tuple[str, str]],
+    phrases: list[list[str]] | None = None,
+    offline: list[str] | None = None,
+) -> dict[str, Any]:
     """Pooled WER and join errors of (reference, hypothesis) pairs; ``phrases`` (the committed
-    phrases of each hypothesis) adds the words lost at joins."""
+    phrases of each hypothesis) adds the words lost at joins, not counting words the
+    ``offline`` transcripts drop too."""
     errors = sum(word_errors(ref, hyp) for ref, hyp in pairs)
     words = sum(len(normalize(ref)) for ref, _ in pairs)
     out: dict[str, Any] = {
@@ -103,8 +108,10 @@ def pooled(pairs: list[tuple[str, str]], phrases: list[list[str]] | None = None)
         "repeated_bigrams": sum(repeated_bigrams(hyp, ref) for ref, hyp in pairs),
     }
     if phrases is not None:
+        wholes: list[str | None] = list(offline) if offline else [None] * len(pairs)
         out["lost_at_joins"] = sum(
-            words_lost_at_joins(ref, parts) for (ref, _), parts in zip(pairs, phrases, strict=True)
+            words_lost_at_joins(ref, parts, whole)
+            for (ref, _), parts, whole in zip(pairs, phrases, wholes, strict=True)
         )
         out["joins"] = sum(max(0, len(parts) - 1) for parts in phrases)
     return out
@@ -149,10 +156,12 @@ async def streamed(server: Server, audio: np.ndarray, window: tuple[int, int]) -
     return session.phrases
 
 
-def streaming(server: Server, corpus: list[Recording], window: tuple[int, int]) -> dict[str, Any]:
+def streaming(
+    server: Server, corpus: list[Recording], window: tuple[int, int], offline: list[str]
+) -> dict[str, Any]:
     phrases = [asyncio.run(streamed(server, rec.audio, window)) for rec in corpus]
     pairs = [(rec.text, " ".join(parts)) for rec, parts in zip(corpus, phrases, strict=True)]
-    return {**pooled(pairs, phrases), "hypotheses": [h for _, h in pairs]}
+    return {**pooled(pairs, phrases, offline), "hypotheses": [h for _, h in pairs]}
 
 
 def run_model(
@@ -170,7 +179,9 @@ def run_model(
     try:
         for window in windows:
             progress(f"quality: {model}: streaming {window[0]}/{window[1]} ms (audio_ctx full)")
-            result[f"stream_{window[0]}_{window[1]}_full"] = streaming(server, corpus, window)
+            result[f"stream_{window[0]}_{window[1]}_full"] = streaming(
+                server, corpus, window, result["offline"]["hypotheses"]
+            )
         emitted = {}
         for name, audio in noises(noise_s).items():
             progress(f"quality: {model}: {noise_s:.0f} s of {name}")
@@ -183,7 +194,9 @@ def run_model(
         server = _server(model, "auto")
         try:
             progress(f"quality: {model}: streaming 5000/500 ms (audio_ctx auto)")
-            result["stream_5000_500_auto"] = streaming(server, corpus, WINDOWS[0])
+            result["stream_5000_500_auto"] = streaming(
+                server, corpus, WINDOWS[0], result["offline"]["hypotheses"]
+            )
         finally:
             server.stop()
     return result

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from common import SAMPLE_RATE_HZ, model_path, progress
-from quality import generated_corpus, pooled, real_corpus
+from quality import generated_corpus, offline, pooled, real_corpus
 
 from transcription.inference.types import InferenceRequest
 from transcription.protocol import SpeechConfig
@@ -75,21 +75,23 @@ def main() -> None:
     corpus = generated_corpus(args.generated, 10) + real_corpus(args.corpus, None)
     if args.only:
         corpus = [r for r in corpus if args.only in r.name]
+    whole = offline(args.model, corpus)
     backend = load_backend("shared", model_path(args.model), concurrency=1, n_threads=2)
     t0 = time.monotonic()
     pairs, rows, phrases = [], [], []
-    for rec in corpus:
+    for rec, off in zip(corpus, whole["hypotheses"], strict=True):
         parts = stream(backend, rec.audio, tuple(args.window), args.vad)
         hyp = " ".join(parts)
-        one = pooled([(rec.text, hyp)], [parts])
+        one = pooled([(rec.text, hyp)], [parts], [off])
         progress(f"{rec.name}: WER {one['wer_pct']:.2f} % ({one['errors']}/{one['ref_words']})")
         pairs.append((rec.text, hyp))
         phrases.append(parts)
         rows.append({"name": rec.name, "ref": rec.text, "hyp": hyp, **one})
     backend.close()
-    total = pooled(pairs, phrases)
+    total = pooled(pairs, phrases, whole["hypotheses"])
     print(
-        f"{args.model} {args.window[0]}/{args.window[1]}: WER {total['wer_pct']:.2f} % "
+        f"{args.model} offline {whole['wer_pct']:.2f} %, "
+        f"{args.window[0]}/{args.window[1]}: WER {total['wer_pct']:.2f} % "
         f"({total['errors']}/{total['ref_words']}), repeats {total['repeated_bigrams']}, "
         f"lost at joins {total['lost_at_joins']} of {total['joins']} joins, "
         f"{time.monotonic() - t0:.0f} s"

@@ -106,3 +106,13 @@ def test_misheard_words_at_a_join_are_not_lost() -> None:
     ref = "one two three four five six"
     assert words_lost_at_joins(ref, ["one two three", "for five six"]) == 0
     assert words_lost_at_joins(ref, ["one two three four five six"]) == 0
+
+
+def test_words_the_offline_transcript_also_drops_are_not_lost_at_a_join() -> None:
+    ref = "and here are some more words words words and that is all"
+    phrases = ["and here are some more words", "and that is all"]
+    assert words_lost_at_joins(ref, phrases) == 2
+    assert (
+        words_lost_at_joins(ref, phrases, offline="and here are some more words and that is all")
+        == 0
+    )

@@ -70,13 +70,16 @@ def _bigrams(words: list[str]) -> list[tuple[str, str]]:
     return list(zip(words, words[1:], strict=False))
 
 
-def words_lost_at_joins(reference: str, phrases: list[str], reach: int = 1) -> int:
+def words_lost_at_joins(
+    reference: str, phrases: list[str], offline: str | None = None, reach: int = 1
+) -> int:
     """Reference words the transcript lacks within ``reach`` words of a join between two
     phrases (``speech.phrase`` events, one per committed window), by a minimum-edit alignment.
 
     A deleted reference word sits between two hypothesis words; it is lost at a join when a
-    phrase boundary lies within ``reach`` words of that gap. Substitutions are not counted:
-    a misheard word was not lost.
+    phrase boundary lies within ``reach`` words of that gap. Substitutions are not counted (a
+    misheard word was not lost), nor, given the ``offline`` transcript of the same audio, words
+    the model drops there too ("words words words" comes out once either way).
     """
     words: list[str] = []
     joins: list[int] = []  # index of the first word of each phrase after the first
@@ -85,13 +88,18 @@ def words_lost_at_joins(reference: str, phrases: list[str], reach: int = 1) -> i
         if words and part:
             joins.append(len(words))
         words += part
-    gaps = _deletion_gaps(normalize(reference), words)
-    return sum(1 for gap in gaps if any(abs(gap - join) <= reach for join in joins))
+    ref = normalize(reference)
+    dropped_anyway = set() if offline is None else dict(_deletions(ref, normalize(offline)))
+    return sum(
+        1
+        for index, gap in _deletions(ref, words)
+        if index not in dropped_anyway and any(abs(gap - join) <= reach for join in joins)
+    )
 
 
-def _deletion_gaps(ref: list[str], hyp: list[str]) -> list[int]:
-    """For each reference word a minimum-edit alignment deletes, the index of the hypothesis
-    word it would have preceded."""
+def _deletions(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
+    """(reference index, index of the hypothesis word it would have preceded) for each
+    reference word a minimum-edit alignment deletes."""
     n, m = len(ref), len(hyp)
     cost = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n + 1):
@@ -105,13 +113,13 @@ def _deletion_gaps(ref: list[str], hyp: list[str]) -> list[int]:
                 cost[i][j - 1] + 1,
                 cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]),
             )
-    gaps, i, j = [], n, m
+    deleted, i, j = [], n, m
     while i > 0 or j > 0:
         if i > 0 and j > 0 and cost[i][j] == cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
             i, j = i - 1, j - 1
         elif i > 0 and cost[i][j] == cost[i - 1][j] + 1:
-            gaps.append(j)
+            deleted.append((i - 1, j))
             i -= 1
         else:
             j -= 1
-    return gaps[::-1]
+    return deleted[::-1]
