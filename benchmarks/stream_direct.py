@@ -25,10 +25,12 @@ from transcription.worker import max_tokens_for
 FRAME_SAMPLES = SAMPLE_RATE_HZ // 5
 
 
-def stream(backend: Any, audio: np.ndarray, window: tuple[int, int], vad: str) -> list[str]:
+def stream(
+    backend: Any, audio: np.ndarray, window: tuple[int, int], vad: str, prompt: bool = False
+) -> list[str]:
     """The committed phrases of one stream."""
     config = SpeechConfig("en", SAMPLE_RATE_HZ, "pcm_s16le", window[0], window[1], "m")
-    limits = SessionLimits(audio_buffer_ms=600_000, vad=vad, audio_ctx_auto=False)
+    limits = SessionLimits(audio_buffer_ms=600_000, vad=vad, audio_ctx_auto=False, prompt=prompt)
     session = Session("bench", config, limits, model_id="m")
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     phrases: list[str] = []
@@ -67,6 +69,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("/work/shared/speech"))
     parser.add_argument("--generated", type=int, default=3)
     parser.add_argument("--vad", default="silero")
+    parser.add_argument("--prompt", action="store_true", help="as WSS_PROMPT=transcript")
     parser.add_argument("--only", help="substring of recording names to run")
     parser.add_argument("--json", type=Path, help="write hypotheses here")
     args = parser.parse_args()
@@ -80,7 +83,7 @@ def main() -> None:
     t0 = time.monotonic()
     pairs, rows, phrases = [], [], []
     for rec, off in zip(corpus, whole["hypotheses"], strict=True):
-        parts = stream(backend, rec.audio, tuple(args.window), args.vad)
+        parts = stream(backend, rec.audio, tuple(args.window), args.vad, args.prompt)
         hyp = " ".join(parts)
         one = pooled([(rec.text, hyp)], [parts], [off])
         progress(f"{rec.name}: WER {one['wer_pct']:.2f} % ({one['errors']}/{one['ref_words']})")

@@ -550,4 +550,5 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             beam_size=cfg.beam_size,
             n_threads=cfg.effective_threads,
             audio_ctx_auto=cfg.audio_ctx == "auto",
+            prompt=cfg.prompt == "transcript",
         )

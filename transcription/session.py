@@ -55,6 +55,7 @@ class SessionLimits:
     beam_size: int = 1
     n_threads: int = 2
     audio_ctx_auto: bool = True
+    prompt: bool = False  # condition each window on the committed tail (WSS_PROMPT=transcript)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +267,12 @@ class Session:
             return True
         return words[0].start_ms - spans[0][0] > SKIPPED_SPEECH_MS
 
+    def _prompt(self, span: Span) -> str:
+        """Whisper's prompt for ``span``: the committed tail heard before it, if enabled."""
+        if not self.limits.prompt:
+            return ""
+        return self.transcript.tail_prompt(before_ms=span.start_ms)
+
     def _schedule(self, out: Outputs) -> None:
         """Start the next span if none is in flight; finish the session when all is done."""
         while self.in_flight is None and self.state in (State.CONFIGURED, State.ENDING):
@@ -289,7 +296,7 @@ class Session:
                 end_ms=span.end_ms,
                 samples=samples,
                 language=self.config.language,
-                prompt=self.transcript.tail_prompt(before_ms=span.start_ms),
+                prompt=self._prompt(span),
                 beam_size=self.limits.beam_size,
                 n_threads=self.limits.n_threads,
                 audio_ctx=audio_ctx_for(seconds) if self.limits.audio_ctx_auto else 0,
