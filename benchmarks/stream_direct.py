@@ -26,32 +26,60 @@ FRAME_SAMPLES = SAMPLE_RATE_HZ // 5
 
 
 def stream(
-    backend: Any, audio: np.ndarray, window: tuple[int, int], vad: str, prompt: bool = False
+    backend: Any,
+    audio: np.ndarray,
+    window: tuple[int, int],
+    vad: str,
+    prompt: bool = False,
+    realtime: bool = False,
 ) -> list[str]:
-    """The committed phrases of one stream."""
+    """The committed phrases of one stream, sent in 200 ms frames.
+
+    With ``realtime`` the client is paced: a result reaches the session only once as much audio
+    as the inference took has arrived after it (one inference slot, the measured inference
+    time), so the policy decides with the look-ahead a live speaker gives it. Without it every
+    result is back before the next frame (the least look-ahead possible).
+    """
     config = SpeechConfig("en", SAMPLE_RATE_HZ, "pcm_s16le", window[0], window[1], "m")
     limits = SessionLimits(audio_buffer_ms=600_000, vad=vad, audio_ctx_auto=False, prompt=prompt)
     session = Session("bench", config, limits, model_id="m")
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     phrases: list[str] = []
+    queue: list[Any] = []
+    pending: tuple[Any, list[Any], float] | None = None  # job, its segments, due at (audio s)
     step = FRAME_SAMPLES * 2
+    now = 0.0
+
+    def deliver() -> None:
+        nonlocal pending
+        while True:
+            if pending is None and queue:
+                job = queue.pop(0)
+                t0 = time.monotonic()
+                segments = transcribe(backend, job)
+                took = time.monotonic() - t0 if realtime else 0.0
+                pending = (job, segments, now + took)
+            if pending is None or pending[2] > now:
+                return
+            job, segments, _ = pending
+            pending = None
+            before = len(session.transcript.words)
+            queue.extend(session.on_result(job.window_index, segments).jobs)
+            committed = session.transcript.words[before:]
+            if committed:
+                phrases.append(" ".join(w.text for w in committed))
+
     for i in range(0, len(pcm), step):
-        drain(backend, session, session.feed_audio(pcm[i : i + step]).jobs, phrases)
-    drain(backend, session, session.end().jobs, phrases)
+        queue.extend(session.feed_audio(pcm[i : i + step]).jobs)
+        now += len(pcm[i : i + step]) / 2 / SAMPLE_RATE_HZ
+        deliver()
+    queue.extend(session.end().jobs)
+    now = float("inf")  # the rest of the results arrive whenever they are ready
+    deliver()
     return phrases
 
 
-def drain(backend: Any, session: Session, jobs: list[Any], phrases: list[str]) -> None:
-    """Run jobs one at a time (as one inference slot would), collecting committed phrases."""
-    while jobs:
-        before = len(session.transcript.words)
-        jobs = run(backend, session, jobs.pop(0))
-        committed = session.transcript.words[before:]
-        if committed:
-            phrases.append(" ".join(w.text for w in committed))
-
-
-def run(backend: Any, session: Session, job: Any) -> list[Any]:
+def transcribe(backend: Any, job: Any) -> list[Any]:
     request = InferenceRequest(
         language="en",
         prompt=job.prompt,
@@ -59,7 +87,7 @@ def run(backend: Any, session: Session, job: Any) -> list[Any]:
         audio_ctx=job.audio_ctx,
         max_tokens=max_tokens_for(job.audio_seconds),
     )
-    return session.on_result(job.window_index, backend.transcribe(job.samples, request)).jobs
+    return backend.transcribe(job.samples, request)
 
 
 def main() -> None:
@@ -70,6 +98,7 @@ def main() -> None:
     parser.add_argument("--generated", type=int, default=3)
     parser.add_argument("--vad", default="silero")
     parser.add_argument("--prompt", action="store_true", help="as WSS_PROMPT=transcript")
+    parser.add_argument("--realtime", action="store_true", help="a paced client (see stream)")
     parser.add_argument("--only", help="substring of recording names to run")
     parser.add_argument("--json", type=Path, help="write hypotheses here")
     args = parser.parse_args()
@@ -83,7 +112,7 @@ def main() -> None:
     t0 = time.monotonic()
     pairs, rows, phrases = [], [], []
     for rec, off in zip(corpus, whole["hypotheses"], strict=True):
-        parts = stream(backend, rec.audio, tuple(args.window), args.vad, args.prompt)
+        parts = stream(backend, rec.audio, tuple(args.window), args.vad, args.prompt, args.realtime)
         hyp = " ".join(parts)
         one = pooled([(rec.text, hyp)], [parts], [off])
         progress(f"{rec.name}: WER {one['wer_pct']:.2f} % ({one['errors']}/{one['ref_words']})")
