@@ -23,20 +23,22 @@ def normalize(text: str) -> list[str]:
 def word_errors(reference: str, hypothesis: str) -> int:
     """Minimum substitutions + deletions + insertions turning reference words into hypothesis."""
     ref, hyp = normalize(reference), normalize(hypothesis)
-    # One-row Levenshtein DP over words: previous[j] = distance(ref[:i-1], hyp[:j]).
-    previous = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, start=1):
-        current = [i]
-        for j, hyp_word in enumerate(hyp, start=1):
-            current.append(
-                min(
-                    previous[j] + 1,  # deletion
-                    current[j - 1] + 1,  # insertion
-                    previous[j - 1] + (ref_word != hyp_word),  # substitution or match
-                )
+    return _edit_costs(ref, hyp)[len(ref)][len(hyp)]
+
+
+def _edit_costs(ref: list[str], hyp: list[str]) -> list[list[int]]:
+    """Levenshtein table over words: ``cost[i][j]`` = edits turning ``ref[:i]`` into ``hyp[:j]``."""
+    cost = [
+        [i + j if i == 0 or j == 0 else 0 for j in range(len(hyp) + 1)] for i in range(len(ref) + 1)
+    ]
+    for i in range(1, len(ref) + 1):
+        for j in range(1, len(hyp) + 1):
+            cost[i][j] = min(
+                cost[i - 1][j] + 1,  # deletion
+                cost[i][j - 1] + 1,  # insertion
+                cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]),  # substitution or match
             )
-        previous = current
-    return previous[-1]
+    return cost
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -101,18 +103,7 @@ def _deletions(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
     """(reference index, index of the hypothesis word it would have preceded) for each
     reference word a minimum-edit alignment deletes."""
     n, m = len(ref), len(hyp)
-    cost = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n + 1):
-        cost[i][0] = i
-    for j in range(m + 1):
-        cost[0][j] = j
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            cost[i][j] = min(
-                cost[i - 1][j] + 1,
-                cost[i][j - 1] + 1,
-                cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]),
-            )
+    cost = _edit_costs(ref, hyp)
     deleted, i, j = [], n, m
     while i > 0 or j > 0:
         if i > 0 and j > 0 and cost[i][j] == cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
