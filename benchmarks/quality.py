@@ -146,20 +146,26 @@ def _server(model: str, audio_ctx: str) -> Server:
     )
 
 
-async def streamed(server: Server, audio: np.ndarray, window: tuple[int, int]) -> list[str]:
-    """The committed phrases of one stream."""
+async def streamed(
+    server: Server, audio: np.ndarray, window: tuple[int, int], paced: bool = False
+) -> list[str]:
+    """The committed phrases of one stream, sent as fast as backpressure allows or ``paced``
+    in real time (a live speaker: the policy sees less audio ahead when it picks a cut)."""
     payload = config(window_duration_ms=window[0], overlap_duration_ms=window[1])
-    # As fast as backpressure allows: the transcript does not depend on the pacing.
-    session = await timed_session(server.url, pcm16(audio), payload, realtime=False, timeout_s=900)
+    session = await timed_session(server.url, pcm16(audio), payload, realtime=paced, timeout_s=900)
     if session.refused or session.errors:
         raise RuntimeError(f"stream failed: {session.refused or session.errors}")
     return session.phrases
 
 
 def streaming(
-    server: Server, corpus: list[Recording], window: tuple[int, int], offline: list[str]
+    server: Server,
+    corpus: list[Recording],
+    window: tuple[int, int],
+    offline: list[str],
+    paced: bool = False,
 ) -> dict[str, Any]:
-    phrases = [asyncio.run(streamed(server, rec.audio, window)) for rec in corpus]
+    phrases = [asyncio.run(streamed(server, rec.audio, window, paced)) for rec in corpus]
     pairs = [(rec.text, " ".join(parts)) for rec, parts in zip(corpus, phrases, strict=True)]
     return {**pooled(pairs, phrases, offline), "hypotheses": [h for _, h in pairs]}
 
@@ -170,6 +176,7 @@ def run_model(
     noise_s: float,
     compare_ctx: bool,
     windows: tuple[tuple[int, int], ...] = WINDOWS,
+    paced: bool = False,
 ) -> dict[str, Any]:
     progress(f"quality: {model}: offline WER over {len(corpus)} recordings")
     result: dict[str, Any] = {"model": model, "offline": offline(model, corpus)}
@@ -181,6 +188,11 @@ def run_model(
             progress(f"quality: {model}: streaming {window[0]}/{window[1]} ms (audio_ctx full)")
             result[f"stream_{window[0]}_{window[1]}_full"] = streaming(
                 server, corpus, window, result["offline"]["hypotheses"]
+            )
+        if paced:
+            progress(f"quality: {model}: streaming 5000/500 ms paced in real time")
+            result["stream_5000_500_paced"] = streaming(
+                server, corpus, WINDOWS[0], result["offline"]["hypotheses"], paced=True
             )
         emitted = {}
         for name, audio in noises(noise_s).items():
@@ -213,6 +225,12 @@ def main() -> None:
     )
     parser.add_argument("--corpus", type=Path, default=Path("/work/shared/speech"))
     parser.add_argument("--generated", type=int, default=3, help="generated recordings")
+    parser.add_argument(
+        "--paced-models",
+        nargs="*",
+        default=[],
+        help="models also streamed in real time at 5000/500 ms (takes the corpus length)",
+    )
     args = parser.parse_args()
     models = ["tiny.en"] if args.quick else args.models
     corpus = generated_corpus(1 if args.quick else args.generated, 4 if args.quick else 10)
@@ -223,7 +241,12 @@ def main() -> None:
     short = set(args.short_window_models or models)
     results = [
         run_model(
-            m, corpus, noise_s, compare_ctx=True, windows=WINDOWS if m in short else WINDOWS[:1]
+            m,
+            corpus,
+            noise_s,
+            compare_ctx=True,
+            windows=WINDOWS if m in short else WINDOWS[:1],
+            paced=m in args.paced_models,
         )
         for m in models
     ]
@@ -235,6 +258,8 @@ def main() -> None:
             row[f"{w[0]}/{w[1]} WER %"] = s["wer_pct"] if s else "not run"
             row[f"{w[0]}/{w[1]} repeats"] = s["repeated_bigrams"] if s else "not run"
             row[f"{w[0]}/{w[1]} lost at joins"] = s["lost_at_joins"] if s else "not run"
+        paced_run = r.get("stream_5000_500_paced")
+        row["5000/500 paced WER %"] = paced_run["wer_pct"] if paced_run else "not run"
         if "stream_5000_500_auto" in r:
             full = r["stream_5000_500_full"]["wer_pct"]
             auto = r["stream_5000_500_auto"]["wer_pct"]
