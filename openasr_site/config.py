@@ -325,7 +325,7 @@ SETTINGS: tuple[Setting, ...] = (
         "full",
         ("inference", "audio_ctx"),
         "full: encode a padded 30 s window (Whisper's training); auto: only the audio present "
-        "(about 4x faster, but +3 to +9 WER points on our quality corpus)",
+        "(about 4x faster, but +0.6 to +2.7 WER points on our quality corpus)",
     ),
     Setting(
         "WSS_PROMPT",
