@@ -158,8 +158,8 @@ def test_a_window_starting_in_a_pause_still_drops_a_prompt_echo() -> None:
 
 
 def test_equal_joins_call_as_many_words_old_as_the_overlap_holds() -> None:
-    """ "… corpus. I" then "I have a cold so I probably": with times 400 ms apart, the second
-    "I" is as close as the first; joining there would drop "have a cold so"."""
+    """After "… corpus. I", a window hearing "I have a cold so I probably" with times 400 ms
+    off has two "I" as close as each other; joining at the second would drop "have a cold so"."""
     committed = [Word("corpus.", 2850, 4230, 0.9), Word("I", 4230, 4300, 0.9)]
     window = [
         Word("I", 3810, 3860, 0.9),
