@@ -19,7 +19,7 @@ from quality import generated_corpus, offline, pooled, real_corpus
 
 from transcription.inference.types import InferenceRequest
 from transcription.protocol import SpeechConfig
-from transcription.session import Session, SessionLimits
+from transcription.session import Job, Session, SessionLimits
 from transcription.worker import max_tokens_for
 
 FRAME_SAMPLES = SAMPLE_RATE_HZ // 5
@@ -79,11 +79,13 @@ def stream(
     return phrases
 
 
-def transcribe(backend: Any, job: Any) -> list[Any]:
+def transcribe(backend: Any, job: Job) -> list[Any]:
+    """The request the worker builds for ``job`` (``worker.InferenceConsumer._run``)."""
     request = InferenceRequest(
-        language="en",
+        language=job.language,
         prompt=job.prompt,
-        n_threads=2,
+        beam_size=job.beam_size,
+        n_threads=job.n_threads,
         audio_ctx=job.audio_ctx,
         max_tokens=max_tokens_for(job.audio_seconds),
     )

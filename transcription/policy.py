@@ -208,7 +208,7 @@ class WindowedPolicy:
     def next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
         """The next window once ``window_ms`` is buffered; with ``final``, the rest."""
         span = self._next_span(buffer, final=final)
-        if span is None or not self._after_pause or span.start_ms != self._start_ms:
+        if span is None or not self._after_pause:
             return span
         return replace(span, after_pause=True)
 

@@ -305,8 +305,8 @@ def merge(
         return []
     zone = [
         w
-        for w in committed_tail[-_MAX_ALIGN_WORDS:]
-        if heard_again and w.end_ms > overlap_start_ms - tolerance_ms and normalize(w.text)
+        for w in (committed_tail[-_MAX_ALIGN_WORDS:] if heard_again else ())
+        if w.end_ms > overlap_start_ms - tolerance_ms and normalize(w.text)
     ]
     if zone and _cut_by_window_start(words[0], zone, overlap_start_ms, tolerance_ms):
         words = words[1:]
