@@ -10,17 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
+from tests.support.redisdb import redis_test_url
 from tests.support.server import REPO, Process, Server, start_server, start_worker
-
-
-def redis_test_url(db: int) -> str:
-    """A Redis database of its own for a fixture (``REDIS_TEST_URL`` from ``make test``)."""
-    base = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    url = f"{base}/{db}"
-    redis.Redis.from_url(url).flushdb()
-    return url
 
 
 def migrated_db() -> str:

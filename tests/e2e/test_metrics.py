@@ -13,9 +13,10 @@ import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import migrated_db, redis_test_url
+from tests.e2e.conftest import migrated_db
 from tests.e2e.test_protocol_server import tone
 from tests.support.client import config, pcm_chunks, stream
+from tests.support.redisdb import redis_test_url
 from tests.support.server import Server, async_wait_until, start_server, start_worker
 from tests.transcription.test_metrics import SEED_COUNTERS, SEED_GAUGES, SEED_HISTOGRAMS
 

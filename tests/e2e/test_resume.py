@@ -19,9 +19,10 @@ import pytest
 import redis
 import websockets
 
-from tests.e2e.conftest import migrated_db, redis_test_url
+from tests.e2e.conftest import migrated_db
 from tests.support import speech
 from tests.support.client import StreamResult, config, pcm_chunks, stream
+from tests.support.redisdb import redis_test_url
 from tests.support.server import REPO, Process, Server, start_server, start_worker, wait_until
 from tests.support.wer import normalize, repeated_bigrams, wer
 

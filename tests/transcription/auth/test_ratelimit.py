@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from django_prometheus.testutils import assert_metric_diff, save_registry
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from tests.support.redisdb import flush_if_ours, redis_test_url
 from transcription.auth.ratelimit import (
     AuthFailureLimiter,
     InMemoryFailureStore,
@@ -29,8 +29,7 @@ REDIS_DB = 13
 
 
 def redis_url(db: int = REDIS_DB) -> str:
-    base = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    return f"{base}/{db}"
+    return redis_test_url(db, flush=False)
 
 
 # --- client address ---
@@ -115,7 +114,7 @@ async def test_in_memory_store_counts_per_address_within_the_window() -> None:
 
 @pytest.fixture
 async def redis_store() -> AsyncIterator[RedisFailureStore]:
-    redis.Redis.from_url(redis_url()).flushdb()
+    flush_if_ours(redis_url())  # never a Redis the suite did not start (tests/support/redisdb.py)
     store = RedisFailureStore(redis_url())
     yield store
     await store.aclose()
