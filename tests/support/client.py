@@ -10,11 +10,17 @@ from typing import Any
 
 import websockets
 
+CLOSE_NORMAL = 1000  # docs/PROTOCOL.md "Close codes": after EndOfStream and the final checkpoint
+
 
 @dataclass
 class StreamResult:
+    """Every event of one connection, and how it closed: ``close_code`` is the code the server
+    sent (None while open), ``closed_by_server`` whether the server closed first."""
+
     events: list[dict[str, Any]] = field(default_factory=list)
     close_code: int | None = None
+    closed_by_server: bool = False
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("type") == kind]
@@ -50,6 +56,13 @@ class StreamResult:
     @property
     def errors(self) -> list[dict[str, Any]]:
         return [e["payload"] for e in self.of("speech.error")]
+
+    def assert_ended_normally(self) -> None:
+        """No error, the EndOfStream phrase, then the server closed with 1000."""
+        assert self.errors == [], self.errors
+        assert self.final is not None, f"no EndOfStream phrase: {self.events[-3:]}"
+        assert self.closed_by_server, "the server did not close the connection"
+        assert self.close_code == CLOSE_NORMAL, f"close code {self.close_code}, expected 1000"
 
 
 AHEAD_OF_CHECKPOINT_MS = 20000
@@ -115,37 +128,68 @@ async def stream(
     timeout: float = 240,
     end: bool = True,
 ) -> StreamResult:
-    """Open a session, send ``frames`` (paced in real time or as fast as backpressure allows),
-    send ``speech.end`` and collect every event until the server closes."""
+    """Open a session, send ``frames`` (paced in real time, ``speed`` times real time, or as
+    fast as flow control allows), send ``speech.end`` and collect every event until the server
+    closes. Without ``end`` (or when the first reply is not the ack) the client closes after the
+    first reply, and ``closed_by_server`` says whether the server had closed first."""
     result = StreamResult()
     flow = FlowControl()
+    # realtime: one frame per frame duration; speed: that many times faster
+    pace = 1.0 if realtime else speed
     async with websockets.connect(url, additional_headers=headers, max_size=None) as ws:
-        await ws.send(json.dumps({"type": "speech.config", "payload": dict(payload)}))
-        ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
-        result.events.append(ack)
-        if ack["type"] != "speech.config.ack":
-            return result
-
-        async def receive() -> None:
-            async for raw in ws:
-                event = json.loads(raw)
-                result.events.append(event)
-                flow.observe(event)
-
-        receiver = asyncio.ensure_future(receive())
-        sent_ms = 0
-        for frame in frames:
-            await flow.ready(sent_ms, timeout)
-            sent_ms += frame_ms
-            await ws.send(frame)
-            # realtime: one frame per frame duration; speed: that many times faster
-            pace = 1.0 if realtime else speed
-            await asyncio.sleep(frame_ms / 1000 / pace if pace else 0)
-        if end:
-            await ws.send(json.dumps({"type": "speech.end", "payload": {}}))
         try:
-            await asyncio.wait_for(receiver, timeout)
-        except websockets.ConnectionClosed:
-            pass
-        result.close_code = ws.close_code
+            await ws.send(json.dumps({"type": "speech.config", "payload": dict(payload)}))
+            ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            result.events.append(ack)
+            if ack["type"] != "speech.config.ack":
+                return result
+
+            async def receive() -> None:
+                async for raw in ws:
+                    event = json.loads(raw)
+                    result.events.append(event)
+                    flow.observe(event)
+
+            receiver = asyncio.ensure_future(receive())
+            try:
+                await _send_all(ws, frames, flow, frame_ms, pace, timeout)
+                if end:
+                    await ws.send(json.dumps({"type": "speech.end", "payload": {}}))
+            except websockets.ConnectionClosed:
+                pass  # the server closed early: the receiver has its last events and the code
+            if end or receiver.done():
+                try:
+                    await asyncio.wait_for(receiver, timeout)
+                except websockets.ConnectionClosed:
+                    pass
+            else:
+                receiver.cancel()
+        finally:
+            _record_close(ws, result)
     return result
+
+
+async def _send_all(
+    ws: Any,
+    frames: Iterable[bytes],
+    flow: FlowControl,
+    frame_ms: int,
+    pace: float | None,
+    timeout: float,
+) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent_ms = 0
+    for frame in frames:
+        await flow.ready(sent_ms, timeout)
+        if pace:
+            # against the clock, so per-frame overheads never add up to a slower pace
+            await asyncio.sleep(max(0.0, started + sent_ms / 1000 / pace - loop.time()))
+        sent_ms += frame_ms
+        await ws.send(frame)
+
+
+def _record_close(ws: Any, result: StreamResult) -> None:
+    # close_rcvd_then_sent: the server's close frame came first (websockets' protocol state)
+    result.closed_by_server = bool(ws.protocol.close_rcvd_then_sent)
+    result.close_code = ws.close_code

@@ -186,6 +186,57 @@ def test_silero_silence_is_not_speech() -> None:
     assert _stream(vad, np.zeros(5 * RATE_HZ, np.float32)).max() < vad.threshold - 0.15
 
 
+def _peak_dbfs(audio: np.ndarray, level_db: float) -> np.ndarray:
+    """``audio`` scaled so that its loudest sample sits at ``level_db`` dBFS."""
+    return (audio * (10 ** (level_db / 20) / float(np.max(np.abs(audio))))).astype(np.float32)
+
+
+def _speech_frames(comp: Composition, n_frames: int) -> np.ndarray:
+    """Per Silero frame: True inside a sentence of ``comp``."""
+    mask = np.zeros(n_frames, dtype=bool)
+    frames_per_ms = RATE_HZ / 1000 / FRAME_SAMPLES
+    for start_ms, end_ms in comp.spans_ms:
+        mask[int(start_ms * frames_per_ms) : int(end_ms * frames_per_ms)] = True
+    return mask
+
+
+@pytest.fixture(scope="module", params=["hibari", "flite-rms", "festival-slt"])
+def quiet_speech(request: pytest.FixtureRequest) -> Composition:
+    """Four sentences of one voice whose loudest sample is at -45 dBFS (as quiet as the
+    quietest real recordings in shared/speech), with pauses of 0.4-1.2 s."""
+    comp = compose(SENTENCES[12:16], [request.param], pauses_ms=PAUSES_MS, lead_ms=500)
+    return Composition(_peak_dbfs(comp.audio, -45.0), comp.text, comp.spans_ms)
+
+
+@pytest.mark.parametrize("gain_db", [0.0, -20.0])
+def test_silero_finds_very_quiet_generated_speech(
+    quiet_speech: Composition, gain_db: float
+) -> None:
+    """Generated speech peaking at -45 dBFS is speech, and still is 20 dB quieter still; the
+    pauses between its sentences are not (the CI variant of the real-speech test below)."""
+    probs = _stream(SileroVad(), quiet_speech.audio * 10 ** (gain_db / 20))
+    speech = _speech_frames(quiet_speech, len(probs))
+    hit = float(np.mean(probs[speech] >= 0.5))
+    false_alarm = float(np.mean(probs[~speech] >= 0.5))
+    assert hit >= 0.8, f"{hit:.2f} of the speech frames scored speech (measured 0.94-0.96)"
+    assert false_alarm <= 0.1, f"{false_alarm:.2f} of the pause frames scored speech"
+
+
+def test_silero_gain_normalisation_rescues_generated_speech_at_minus_65_dbfs(
+    quiet_speech: Composition,
+) -> None:
+    """At -65 dBFS peak the plain model loses most of the speech; with the gain normalisation
+    it finds it (the CI variant of the real-speech test below)."""
+    audio = quiet_speech.audio * 0.1
+    speech = _speech_frames(quiet_speech, len(audio) // FRAME_SAMPLES)
+    plain = float(np.mean(_stream(SileroVad(normalize_gain=False), audio)[speech] >= 0.5))
+    normalised = float(np.mean(_stream(SileroVad(), audio)[speech] >= 0.5))
+    assert normalised > plain + 0.3, (
+        f"speech frames found: {normalised:.2f} normalised, {plain:.2f} plain "
+        "(measured 0.94-0.96 against 0.00-0.24)"
+    )
+
+
 @pytest.mark.parametrize("name", ["dev_02", "dev_03", "dev_04"])
 def test_silero_finds_very_quiet_real_speech(name: str) -> None:
     """Real speech peaking around -45 dBFS is speech, and still is 20 dB quieter still."""
