@@ -1,9 +1,11 @@
 """Server configuration: read once from the environment and ``server.toml``, validated, typed.
 
 Every setting has one entry in ``SETTINGS``: its environment variable (the C++ seed's names where
-the seed has one), its place in ``server.toml`` (``WSS_CONFIG_PATH``), its type, default and
-rule. Environment variables win over the file. A bad value stops start-up with a message that
-names the variable and what it accepts (``ConfigError``).
+the seed has one), its place in ``server.toml`` (``WSS_CONFIG_PATH``), its parser, default and
+meaning. Environment variables win over the file. ``load_config`` turns them into one frozen
+``ServerConfig`` with a typed field per setting (``settings.OPENASR``). A bad value stops
+start-up with a message that names the variable and what it accepts (``ConfigError``), and so
+does a combination of settings the server cannot run with (``ServerConfig.__post_init__``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,26 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A static key is compared as sent: make guessing it as hopeless as guessing a database key's
+# 256-bit secret (32 hex characters are 128 bits, the least we accept).
+API_KEY_MIN_CHARS = 32
+
+LogLevel = Literal["trace", "debug", "info", "warn", "warning", "error"]
+LogFormat = Literal["text", "json"]
+Backend = Literal["shared", "pywhispercpp", "fake"]
+AudioCtx = Literal["auto", "full"]
+Prompt = Literal["none", "transcript"]
+Vad = Literal["silero", "energy", "off"]
+StreamingPolicy = Literal["windowed", "local_agreement"]
+
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -51,14 +68,17 @@ def _float(lo: float, hi: float) -> Callable[[str, str], float]:
             value = float(raw.strip())
         except ValueError:
             raise ConfigError(f"{name} has value {raw!r}: not a number") from None
-        if not lo <= value <= hi:
-            raise ConfigError(f"{name} has value {value}: must be between {lo} and {hi}")
+        if not lo <= value <= hi:  # also refuses nan
+            raise ConfigError(f"{name} has value {value}: must be between {lo:g} and {hi:g}")
         return value
 
     return parse
 
 
-def _choice(*choices: str) -> Callable[[str, str], str]:
+def _choice(literal: Any) -> Callable[[str, str], str]:
+    """A parser for one of the strings of a ``Literal`` type (the type is the one list)."""
+    choices: tuple[str, ...] = get_args(literal)
+
     def parse(name: str, raw: str) -> str:
         value = raw.strip().lower()
         if value not in choices:
@@ -76,19 +96,31 @@ def _list(name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _api_key(name: str, raw: str) -> str:
+    """The static key: empty (none) or at least ``API_KEY_MIN_CHARS`` characters. The message
+    never repeats the value: it is a secret even when it is a bad one."""
+    key = raw.strip()
+    if key and len(key) < API_KEY_MIN_CHARS:
+        raise ConfigError(
+            f"{name} is {len(key)} characters long: a static API key must be at least "
+            f"{API_KEY_MIN_CHARS} (generate one with `openssl rand -hex 32`), or empty for none"
+        )
+    return key
+
+
 @dataclass(frozen=True)
-class Setting:
-    """One configuration knob: env name, attribute, ``server.toml`` place, parser, default."""
+class Setting(Generic[T]):
+    """One configuration knob: env name, attribute, parser, default, ``server.toml`` place."""
 
     env: str
     attr: str
-    parse: Callable[[str, str], Any]
+    parse: Callable[[str, str], T]
     default: str
     toml: tuple[str, str] | None = None
     doc: str = ""
 
 
-SETTINGS: tuple[Setting, ...] = (
+SETTINGS: tuple[Setting[Any], ...] = (
     # --- the C++ seed's variables, with the seed's defaults ---
     Setting(
         "WHISPER_MODEL_PATH",
@@ -101,10 +133,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WSS_API_KEY",
         "api_key",
-        _str,
+        _api_key,
         "",
         ("auth", "api_key"),
-        "Static API key accepted besides database keys (empty: none)",
+        f"Static API key accepted besides database keys, at least {API_KEY_MIN_CHARS} characters "
+        "(empty: none)",
     ),
     Setting("WSS_PORT", "port", _int(1, 65535), "9090", ("server", "port"), "Listen port"),
     Setting("WSS_HOST", "host", _str, "0.0.0.0", ("server", "host"), "Bind address"),
@@ -152,7 +185,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WSS_LOG_LEVEL",
         "log_level",
-        _choice("trace", "debug", "info", "warn", "warning", "error"),
+        _choice(LogLevel),
         "info",
         ("logging", "level"),
         "Log level",
@@ -160,7 +193,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WSS_LOG_FORMAT",
         "log_format",
-        _choice("text", "json"),
+        _choice(LogFormat),
         "text",
         ("logging", "format"),
         "text or json (one object per line)",
@@ -220,7 +253,8 @@ SETTINGS: tuple[Setting, ...] = (
         _float(0, 60),
         "2",
         ("auth", "key_cache_s"),
-        "How long a database key lookup is cached",
+        "How long a database key lookup is cached: a revoked or expired key is refused, and its "
+        "live sessions end, within this time",
     ),
     Setting(
         "WSS_KEY_ROTATION_GRACE_S",
@@ -295,9 +329,50 @@ SETTINGS: tuple[Setting, ...] = (
         "Per-session audio byte rate limit",
     ),
     Setting(
+        "WSS_CONFIG_TIMEOUT_S",
+        "config_timeout_s",
+        _int(1),
+        "10",
+        ("server", "config_timeout_s"),
+        "Close a connection that sends no speech.config this long after connecting (4008)",
+    ),
+    Setting(
+        "WSS_MAX_CONNECTIONS_PER_KEY",
+        "max_connections_per_key",
+        _int(0),
+        "50",
+        ("server", "max_connections_per_key"),
+        "Open WebSocket connections per API key per node, HTTP 429 beyond (0: no cap)",
+    ),
+    Setting(
+        "WSS_MAX_NEW_SESSIONS_PER_KEY_PER_MIN",
+        "max_new_sessions_per_key_per_min",
+        _int(0),
+        "120",
+        ("server", "max_new_sessions_per_key_per_min"),
+        "Session starts (resumes included) per API key per minute, counted across nodes in "
+        "Redis; RATE_LIMITED beyond (0: off)",
+    ),
+    Setting(
+        "WSS_MAX_AUDIO_SPEED",
+        "max_audio_speed",
+        _float(1, 1000),
+        "20",
+        ("server", "max_audio_speed"),
+        "Times real time a client may send audio after a burst of WSS_AUDIO_BUFFER_MS",
+    ),
+    Setting(
+        "WSS_MAX_OUTGOING_BYTES",
+        "max_outgoing_bytes",
+        _int(65536),
+        str(8 * 1024 * 1024),
+        ("server", "max_outgoing_bytes"),
+        "Unsent event bytes per connection before it is closed with 1008 (client not reading)",
+    ),
+    Setting(
         "WSS_BACKEND",
         "backend",
-        _choice("shared", "pywhispercpp", "fake"),
+        _choice(Backend),
         "shared",
         ("inference", "backend"),
         "shared = one model copy for all contexts",
@@ -321,7 +396,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WSS_AUDIO_CTX",
         "audio_ctx",
-        _choice("auto", "full"),
+        _choice(AudioCtx),
         "full",
         ("inference", "audio_ctx"),
         "full: encode a padded 30 s window (Whisper's training); auto: only the audio present "
@@ -330,7 +405,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WSS_PROMPT",
         "prompt",
-        _choice("none", "transcript"),
+        _choice(Prompt),
         "none",
         ("inference", "prompt"),
         "transcript: condition each window on the committed tail of the transcript (Whisper's "
@@ -356,7 +431,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WSS_VAD",
         "vad",
-        _choice("silero", "energy", "off"),
+        _choice(Vad),
         "silero",
         ("audio", "vad"),
         "Speech gate",
@@ -372,7 +447,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "WSS_STREAMING_POLICY",
         "streaming_policy",
-        _choice("windowed", "local_agreement"),
+        _choice(StreamingPolicy),
         "windowed",
         ("audio", "streaming_policy"),
         "How windows are chosen and merged",
@@ -420,22 +495,104 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """The validated configuration of this process (see ``SETTINGS`` for meaning)."""
+    """The validated configuration of this process, ``settings.OPENASR`` (meaning of each field:
+    ``SETTINGS``). Built by ``load_config``; tests derive variants with ``dataclasses.replace``,
+    which validates them the same way."""
 
-    values: Mapping[str, Any] = field(default_factory=dict)
+    # --- the C++ seed's variables ---
+    model_path: str
+    api_key: str = field(repr=False)  # a secret: never in a repr or a log line
+    port: int
+    host: str
+    max_sessions: int
+    language: str
+    beam_size: int
+    inference_threads: int
+    window_ms: int
+    overlap_ms: int
+    log_level: LogLevel
+    log_format: LogFormat
+    # --- ours ---
+    model_name: str
+    require_auth: bool
+    trusted_proxies: tuple[str, ...]
+    allowed_origins: tuple[str, ...]
+    auth_failure_limit: int
+    auth_failure_window_s: int
+    api_key_cache_s: float
+    key_rotation_grace_s: int
+    max_connections: int
+    max_frame_bytes: int
+    idle_timeout_s: int
+    max_transcript_bytes: int
+    max_session_s: int
+    audio_buffer_ms: int
+    max_messages_per_s: int
+    max_audio_bytes_per_s: int
+    config_timeout_s: int
+    max_connections_per_key: int
+    max_new_sessions_per_key_per_min: int
+    max_audio_speed: float
+    max_outgoing_bytes: int
+    backend: Backend
+    worker_concurrency: int
+    admission_headroom: float
+    audio_ctx: AudioCtx
+    prompt: Prompt
+    inference_timeout_s: float
+    inference_retries: int
+    vad: Vad
+    vad_threshold: float
+    streaming_policy: StreamingPolicy
+    checkpoint_ttl_s: int
+    accept_unsigned_checkpoints: bool
+    shutdown_grace_s: float
+    fake_backend_rtf: float
+    redis_url: str = field(repr=False)  # may carry the Redis password
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def __post_init__(self) -> None:
+        """Called on every construction: each field has its declared type, and settings that
+        depend on each other agree (the error names the variables)."""
+        _check_types(self)
+        if self.overlap_ms >= self.window_ms:
+            raise ConfigError(
+                "WSS_OVERLAP_DURATION_MS must be smaller than WSS_WINDOW_DURATION_MS "
+                f"({self.overlap_ms} >= {self.window_ms})"
+            )
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            # the value is not echoed: a URL may carry a password
+            raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
 
     @property
     def effective_threads(self) -> int:
         """Threads per inference: more than the CPUs only slows whisper.cpp down."""
         return max(1, min(self.inference_threads, os.cpu_count() or 1))
+
+
+@cache
+def _field_types() -> dict[str, Any]:
+    return get_type_hints(ServerConfig)
+
+
+def _check_types(config: ServerConfig) -> None:
+    """Fail loudly when a field does not hold its declared type (a parser or a test that built
+    a config by hand got it wrong): the typed object must not lie to mypy's readers."""
+    for name, declared in _field_types().items():
+        value = getattr(config, name)
+        if get_origin(declared) is Literal:
+            ok = value in get_args(declared)
+        elif get_origin(declared) is tuple:
+            ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+        elif declared is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif declared is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, declared)
+        if not ok:
+            raise ConfigError(f"setting {name} has value {value!r}: not a {declared}")
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -446,8 +603,18 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"WSS_CONFIG_PATH: {path} is not valid TOML: {exc}") from None
 
 
+def _raw_from_toml(found: object) -> str:
+    """A ``server.toml`` value as the string the environment would hold."""
+    if isinstance(found, bool):
+        return str(found).lower()
+    if isinstance(found, list):
+        return ",".join(str(item) for item in found)
+    return str(found)
+
+
 def load_config(environ: Mapping[str, str] | None = None) -> ServerConfig:
-    """Read every setting (env over ``server.toml`` over default) and check invariants."""
+    """Read every setting (env over ``server.toml`` over default) and check invariants.
+    Called once per process, by ``openasr_site.settings``."""
     env = os.environ if environ is None else environ
     config_path = env.get("WSS_CONFIG_PATH", "config/server.toml")
     path = Path(config_path)
@@ -464,20 +631,14 @@ def load_config(environ: Mapping[str, str] | None = None) -> ServerConfig:
         raw: str | None = env.get(setting.env)
         if raw is None and setting.toml is not None:
             section, key = setting.toml
-            found = file_values.get(section, {}).get(key)
+            table = file_values.get(section)
+            found = table.get(key) if isinstance(table, dict) else None
             if found is not None:
-                raw = ",".join(found) if isinstance(found, list) else str(found)
-                if isinstance(found, bool):
-                    raw = str(found).lower()
+                raw = _raw_from_toml(found)
         values[setting.attr] = setting.parse(setting.env, setting.default if raw is None else raw)
+    return ServerConfig(**values)
 
-    if values["overlap_ms"] >= values["window_ms"]:
-        raise ConfigError(
-            "WSS_OVERLAP_DURATION_MS must be smaller than WSS_WINDOW_DURATION_MS "
-            f"({values['overlap_ms']} >= {values['window_ms']})"
-        )
-    if values["redis_url"] and not values["redis_url"].startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
-        raise ConfigError(f"REDIS_URL has value {values['redis_url']!r}: must be a redis:// URL")
-    return ServerConfig(values)
+
+# One field per setting, one setting per field: a new setting cannot be half added.
+if {s.attr for s in SETTINGS} != {f.name for f in fields(ServerConfig)}:  # pragma: no cover
+    raise RuntimeError("openasr_site.config: SETTINGS and ServerConfig fields differ")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from openasr_site.config import BASE_DIR, ConfigError, load_config
 
@@ -23,27 +25,69 @@ except ConfigError as exc:  # fail at start-up, naming the variable
     raise SystemExit(2) from None
 
 
-def _secret_key() -> str:
-    """DJANGO_SECRET_KEY, or a per-checkout key kept in var/ so dev restarts keep checkpoints."""
-    key = os.environ.get("DJANGO_SECRET_KEY", "").strip()
-    if key:
-        return key
-    path = Path(os.environ.get("OPENASR_VAR_DIR", BASE_DIR / "var")) / "secret_key"
+DEFAULT_ALLOWED_HOSTS = "localhost,127.0.0.1,[::1]"
+
+
+def _csv(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def read_or_create_secret(path: Path) -> str:
+    """The secret kept in ``path``, created on first use, readable by this user only.
+
+    The new file is written under a unique temporary name opened with ``O_CREAT | O_EXCL`` and
+    mode 0600 (so it is never readable by others, whatever the umask), then hard-linked to
+    ``path``: ``link`` never replaces an existing file, so when two processes start at once the
+    loser reads the winner's complete file and both use the same key.
+    """
     try:
-        return path.read_text().strip()
+        key = path.read_text().strip()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(50)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(key)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        pass
+    else:
+        if not key:
+            raise ImproperlyConfigured(f"{path} is empty: delete it to generate a new secret")
+        if path.stat().st_mode & 0o077:  # written by an older version before its chmod
+            os.chmod(path, 0o600)
         return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_text().strip()  # another process won the race: use its key
+        except OSError:
+            # A filesystem without hard links: replace (atomic, but a racing process may have
+            # read the key this overwrites; re-read so this process uses what is on disk).
+            os.replace(tmp, path)
+            return path.read_text().strip()
+    finally:
+        tmp.unlink(missing_ok=True)
+    return key
 
 
-SECRET_KEY = _secret_key()
+def secret_key_from(environ: Mapping[str, str], var_dir: Path) -> str:
+    """``DJANGO_SECRET_KEY``, or a per-checkout key kept in ``var_dir`` so dev restarts keep
+    checkpoints and API keys valid."""
+    key = environ.get("DJANGO_SECRET_KEY", "").strip()
+    return key or read_or_create_secret(var_dir / "secret_key")
+
+
+SECRET_KEY = secret_key_from(os.environ, Path(os.environ.get("OPENASR_VAR_DIR", BASE_DIR / "var")))
+# Old secrets still accepted while verifying (API-key digests, checkpoint signatures, Django's
+# own sessions and tokens); everything new is made with SECRET_KEY.
+SECRET_KEY_FALLBACKS = _csv(os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", ""))
 DEBUG = os.environ.get("DJANGO_DEBUG", "false").lower() in {"1", "true", "yes"}
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",") if h]
+# Hosts this server answers, HTTP and WebSocket (transcription/auth/middleware.py): never "*"
+# by default, or a DNS-rebinding page could reach a developer's server as "its own host".
+ALLOWED_HOSTS = _csv(os.environ.get("DJANGO_ALLOWED_HOSTS") or DEFAULT_ALLOWED_HOSTS)
 
 INSTALLED_APPS = [
     # ours first: transcription's runworker overrides channels' (bounded prefetch)

@@ -2,8 +2,11 @@
 
 Normative: PROTOCOL.md "Checkpoints and resume". A checkpoint the client hands back is trusted
 only with a valid HMAC ``signature`` made from the server's secret (``salted_hmac``), so any
-node of the deployment can verify it and nobody can forge one. Stores are shaped like Django's
-session backends: ``aload`` / ``asave`` / ``adelete``, JSON values, a TTL, one key builder.
+node of the deployment can verify it and nobody can forge one; signatures made under a secret
+listed in ``SECRET_KEY_FALLBACKS`` still verify while the secret is rotated. Stores are shaped
+like Django's session backends: ``aload`` / ``asave`` / ``adelete``, JSON values, one key
+builder, and entries that expire after ``WSS_CHECKPOINT_TTL_S`` (Redis ``SET EX``; in memory, a
+bounded LRU).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -18,7 +22,7 @@ from django.conf import settings
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from transcription import metrics
-from transcription.protocol import ClientError, ErrorCode
+from transcription.events import ClientError, ErrorCode
 from transcription.session import ResumeState
 from transcription.transcript import Transcript
 
@@ -35,6 +39,13 @@ LIVE_REFRESH_S = 5.0
 LIVE_PROBE_TIMEOUT_S = 1.5
 SIGNATURE_FIELD = "signature"
 OWNER_FIELD = "key_id"
+SESSION_ID_MAX_CHARS = 64
+# The in-memory store keeps at most this many checkpoints and this many bytes of them (a
+# checkpoint holds up to WSS_MAX_TRANSCRIPT_BYTES of transcript): beyond, the least recently
+# saved or loaded one is dropped first. A dropped checkpoint can still be resumed from the full
+# object the client was sent.
+MEMORY_MAX_ENTRIES = 10_000
+MEMORY_MAX_BYTES = 256 * 1024 * 1024
 _SALT = "openasr.checkpoint"
 
 
@@ -53,21 +64,32 @@ def _canonical(checkpoint: Mapping[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _signature(body: str, secret: str | None = None) -> str:
+    return salted_hmac(_SALT, body, secret=secret, algorithm="sha256").hexdigest()
+
+
 def sign(checkpoint: Mapping[str, Any], key_id: str | None) -> dict[str, Any]:
-    """Return the checkpoint with its owner (API key id) and HMAC signature added."""
+    """Return the checkpoint with its owner (API key id) and HMAC signature (made with
+    ``SECRET_KEY``) added."""
     signed = dict(checkpoint)
     signed[OWNER_FIELD] = key_id or ""
-    signed[SIGNATURE_FIELD] = salted_hmac(_SALT, _canonical(signed), algorithm="sha256").hexdigest()
+    signed[SIGNATURE_FIELD] = _signature(_canonical(signed))
     return signed
 
 
 def verify(checkpoint: Mapping[str, Any]) -> bool:
-    """True when the signature matches (this deployment issued this exact checkpoint)."""
+    """True when the signature matches under ``SECRET_KEY`` or one of
+    ``SECRET_KEY_FALLBACKS`` (this deployment issued this exact checkpoint)."""
     signature = checkpoint.get(SIGNATURE_FIELD)
     if not isinstance(signature, str):
         return False
-    expected = salted_hmac(_SALT, _canonical(checkpoint), algorithm="sha256").hexdigest()
-    return constant_time_compare(signature, expected)
+    try:
+        body = _canonical(checkpoint)
+        body.encode()
+    except (TypeError, ValueError, RecursionError):  # incl. lone surrogates: never ours
+        return False
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return any(constant_time_compare(signature, _signature(body, secret)) for secret in secrets)
 
 
 class CheckpointStore(Protocol):
@@ -81,26 +103,62 @@ class CheckpointStore(Protocol):
 
 
 class InMemoryCheckpointStore:
-    """Single-node store (no ``REDIS_URL``): same behaviour, lost on restart."""
+    """Single-node store (no ``REDIS_URL``): same behaviour, lost on restart.
 
-    def __init__(self, ttl_s: int) -> None:
+    An LRU (``OrderedDict``, most recently used last) of at most ``max_entries`` checkpoints and
+    ``max_bytes`` of JSON; each entry expires ``ttl_s`` after its last save. Save, load and
+    delete are O(1) (amortised: each entry is evicted at most once).
+    """
+
+    def __init__(
+        self,
+        ttl_s: int,
+        max_entries: int = MEMORY_MAX_ENTRIES,
+        max_bytes: int = MEMORY_MAX_BYTES,
+    ) -> None:
         self.ttl_s = ttl_s
-        self._data: dict[str, tuple[float, str]] = {}
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()  # key → (expiry, JSON)
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def _drop(self, key: str) -> None:
+        item = self._data.pop(key, None)
+        if item is not None:
+            self._bytes -= len(item[1])
 
     async def aload(self, session_id: str) -> dict[str, Any] | None:
-        item = self._data.get(checkpoint_key(session_id))
-        if item is None or item[0] < time.monotonic():
+        key = checkpoint_key(session_id)
+        item = self._data.get(key)
+        if item is None:
             return None
-        return json.loads(item[1])
+        if item[0] <= time.monotonic():
+            self._drop(key)
+            return None
+        self._data.move_to_end(key)
+        loaded: dict[str, Any] = json.loads(item[1])
+        return loaded
 
     async def asave(self, session_id: str, checkpoint: Mapping[str, Any]) -> None:
         now = time.monotonic()
-        if len(self._data) > 10000:  # bound memory: drop expired entries
-            self._data = {k: v for k, v in self._data.items() if v[0] >= now}
-        self._data[checkpoint_key(session_id)] = (now + self.ttl_s, json.dumps(checkpoint))
+        key = checkpoint_key(session_id)
+        value = json.dumps(checkpoint)
+        self._drop(key)
+        self._data[key] = (now + self.ttl_s, value)
+        self._bytes += len(value)
+        # Oldest first: expired entries, then whatever is over the bounds (never the new one).
+        while len(self._data) > 1:
+            oldest, (expiry, _) = next(iter(self._data.items()))
+            over = len(self._data) > self.max_entries or self._bytes > self.max_bytes
+            if expiry > now and not over:
+                break
+            self._drop(oldest)
 
     async def adelete(self, session_id: str) -> None:
-        self._data.pop(checkpoint_key(session_id), None)
+        self._drop(checkpoint_key(session_id))
 
 
 class RedisCheckpointStore:
@@ -114,9 +172,13 @@ class RedisCheckpointStore:
 
     async def aload(self, session_id: str) -> dict[str, Any] | None:
         raw = await self._redis.get(checkpoint_key(session_id))
-        return None if raw is None else json.loads(raw)
+        if raw is None:
+            return None
+        loaded: dict[str, Any] = json.loads(raw)
+        return loaded
 
     async def asave(self, session_id: str, checkpoint: Mapping[str, Any]) -> None:
+        # SET EX: the entry and its expiry are written at once, so none outlives the TTL.
         await self._redis.set(checkpoint_key(session_id), json.dumps(checkpoint), ex=self.ttl_s)
 
     async def adelete(self, session_id: str) -> None:
@@ -254,9 +316,16 @@ async def resolve_resume(
     """Turn a ``resume_checkpoint`` (full object or ``{"session_id"}``) into a session id and
     restored state, or raise ``SESSION_NOT_FOUND`` naming the reason."""
     session_id = resume.get("session_id")
-    if not isinstance(session_id, str) or not 0 < len(session_id) <= 64:
+    if not (
+        isinstance(session_id, str)
+        and 0 < len(session_id) <= SESSION_ID_MAX_CHARS
+        and session_id.isascii()
+        and session_id.isprintable()
+    ):
         raise ClientError(
-            ErrorCode.INVALID_MESSAGE, "Invalid 'resume_checkpoint.session_id': must be a string"
+            ErrorCode.INVALID_MESSAGE,
+            "Invalid 'resume_checkpoint.session_id': must be a string of 1 to "
+            f"{SESSION_ID_MAX_CHARS} printable ASCII characters",
         )
     if set(resume) <= {"session_id"}:
         try:
@@ -290,7 +359,7 @@ def restore(checkpoint: Mapping[str, Any]) -> ResumeState:
         last_audio_ms = int(checkpoint.get("last_audio_ms", 0))
         text = str(checkpoint.get("full_transcript", ""))
         words = checkpoint.get("words") or []
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise _not_found("the checkpoint is malformed") from None
     if last_audio_ms < 0:
         raise _not_found("the checkpoint is malformed")
@@ -298,7 +367,7 @@ def restore(checkpoint: Mapping[str, Any]) -> ResumeState:
     if words:
         try:
             tail = Transcript.from_json({"words": words})
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise _not_found("the checkpoint's word timeline is malformed") from None
         transcript = Transcript.from_text_and_tail(text, tail.words)
     return ResumeState(transcript=transcript, last_audio_ms=last_audio_ms)

@@ -5,6 +5,7 @@ saturated, sessions full)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +28,10 @@ from transcription.registry import NODE
 @pytest.fixture
 def configure(settings: Any) -> Callable[..., ServerConfig]:
     """Set ``settings.OPENASR`` to the test process's config plus overrides."""
-    base = dict(settings.OPENASR.values)
+    base = settings.OPENASR
 
     def apply(**overrides: Any) -> ServerConfig:
-        settings.OPENASR = ServerConfig({**base, "redis_url": "", **overrides})
+        settings.OPENASR = dataclasses.replace(base, **{"redis_url": "", **overrides})
         return settings.OPENASR
 
     apply()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from transcription.checkpoints import (
     sign,
     verify,
 )
-from transcription.protocol import ClientError, ErrorCode
+from transcription.events import ClientError, ErrorCode
 
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
@@ -47,10 +48,11 @@ def payload(session_id: str = "a" * 32) -> dict[str, Any]:
 
 @pytest.fixture
 def configure(settings: Any) -> Any:
-    base = dict(settings.OPENASR.values)
+    base = settings.OPENASR
 
     def apply(**overrides: Any) -> ServerConfig:
-        settings.OPENASR = ServerConfig({**base, "accept_unsigned_checkpoints": False, **overrides})
+        changes = {"accept_unsigned_checkpoints": False, **overrides}
+        settings.OPENASR = dataclasses.replace(base, **changes)
         return settings.OPENASR
 
     apply()

@@ -11,6 +11,7 @@ signatures. The single ``WSS_API_KEY`` env key is compared in constant time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -47,9 +48,11 @@ class KeyIdentity(TypedDict):
     id: str  # database id of the first key of its rotation chain, or "env"
     name: str
     max_sessions: int | None
+    prefix: str  # public prefix of the key presented ("" for the env key): what ``akey_active``
+    # checks, since the old and the new key of a rotation share one ``id``
 
 
-ENV_IDENTITY = KeyIdentity(id="env", name="env", max_sessions=None)
+ENV_IDENTITY = KeyIdentity(id="env", name="env", max_sessions=None, prefix="")
 
 
 class AuthUnavailable(Exception):
@@ -131,8 +134,8 @@ def fill_new_key(row: APIKey) -> str:
 
 
 def revoke_key(row: APIKey) -> bool:
-    """Revoke a key (effective on every node within ``WSS_API_KEY_CACHE_S``); False if it
-    already was."""
+    """Revoke a key; False if it already was. Within ``WSS_API_KEY_CACHE_S`` every node refuses
+    it at the handshake and ends its live sessions (``akey_active``)."""
     now = timezone.now()
     # A conditional UPDATE: a stale ``row`` (another admin revoked it meanwhile) is a no-op.
     if not APIKey.objects.filter(pk=row.pk, revoked=False).update(revoked=True, revoked_at=now):
@@ -180,6 +183,7 @@ class KeySnapshot:
     """A key row as the handshake needs it; cached for ``WSS_API_KEY_CACHE_S``."""
 
     pk: int
+    prefix: str
     identity_id: str
     name: str
     secret_hash: str
@@ -199,7 +203,10 @@ class KeySnapshot:
         return None
 
     def identity(self) -> KeyIdentity:
-        return KeyIdentity(id=self.identity_id, name=self.name, max_sessions=self.max_sessions)
+        """What a connection authenticated with this key carries in its scope."""
+        return KeyIdentity(
+            id=self.identity_id, name=self.name, max_sessions=self.max_sessions, prefix=self.prefix
+        )
 
 
 @dataclass(frozen=True)
@@ -226,6 +233,7 @@ def _load_snapshot(prefix: str) -> KeySnapshot | None:
         )
     return KeySnapshot(
         pk=row.pk,
+        prefix=row.prefix,
         identity_id=str(root_id),
         name=row.name,
         secret_hash=row.secret_hash,
@@ -245,22 +253,28 @@ def _touch(pk: int, when: datetime) -> None:
 
 
 class KeyCache:
-    """In-process cache of key rows by prefix, so a connect costs a dict lookup and one HMAC.
+    """In-process cache of key rows by prefix, so a connect costs a dict lookup and one HMAC,
+    and the revocation poll of every live session costs one query per key per period.
 
     Entries live ``WSS_API_KEY_CACHE_S`` seconds: that is how long a revocation can take to
-    reach this process. Used on the event loop thread only, like ``registry.NODE``.
+    reach this process. Concurrent misses for one prefix share one query. Used on the event
+    loop thread only, like ``registry.NODE``.
     """
 
     def __init__(self) -> None:
         self._rows: dict[str, tuple[float, KeySnapshot | None]] = {}
+        self._loading: dict[str, asyncio.Task[KeySnapshot | None]] = {}
         self._any: tuple[float, bool] | None = None
         self._touched: dict[int, float] = {}
+        self._poll_unavailable_until = 0.0
 
     def clear(self) -> None:
         """Forget everything (tests; a management command changing keys in-process)."""
         self._rows.clear()
+        self._loading.clear()
         self._any = None
         self._touched.clear()
+        self._poll_unavailable_until = 0.0
 
     @staticmethod
     def _ttl_s() -> float:
@@ -272,6 +286,16 @@ class KeyCache:
         hit = self._rows.get(prefix)
         if hit is not None and now - hit[0] < self._ttl_s():
             return hit[1]
+        task = self._loading.get(prefix)
+        if task is None or task.get_loop() is not asyncio.get_running_loop():
+            task = asyncio.ensure_future(self._load(prefix, now))
+            self._loading[prefix] = task
+            task.add_done_callback(lambda done: self._loaded(prefix, done))
+        # Shielded: one waiter cancelled (its connection closed) must not cancel the query the
+        # other waiters share.
+        return await asyncio.shield(task)
+
+    async def _load(self, prefix: str, now: float) -> KeySnapshot | None:
         try:
             snap = await database_sync_to_async(_load_snapshot)(prefix)
         except DatabaseError as exc:
@@ -280,6 +304,12 @@ class KeyCache:
             self._rows.clear()
         self._rows[prefix] = (now, snap)
         return snap
+
+    def _loaded(self, prefix: str, task: asyncio.Task[KeySnapshot | None]) -> None:
+        if self._loading.get(prefix) is task:
+            del self._loading[prefix]
+        if not task.cancelled():
+            task.exception()  # retrieved here too: every waiter may have gone
 
     async def auth_required(self) -> bool:
         """Whether connections need a key: ``WSS_REQUIRE_AUTH``, ``WSS_API_KEY``, or any key
@@ -332,8 +362,41 @@ class KeyCache:
         await self.touch(snap.pk)
         return AuthResult(identity=snap.identity())
 
+    async def key_active(self, identity: KeyIdentity | None) -> bool:
+        """Whether a live session authenticated as ``identity`` may go on (see ``akey_active``)."""
+        if identity is None:
+            return True  # dev mode: the connection presented no key
+        if identity["id"] == ENV_IDENTITY["id"]:
+            return bool(settings.OPENASR.api_key)
+        now = time.monotonic()
+        if now < self._poll_unavailable_until:
+            return True
+        try:
+            snap = await self.snapshot(identity["prefix"])
+        except AuthUnavailable:
+            # Fail open: a database outage must not end every live session. Ask again after
+            # one cache period, not once per session per poll.
+            self._poll_unavailable_until = now + self._ttl_s()
+            log.warning("cannot check API keys of live sessions: database unavailable")
+            return True
+        return snap is not None and snap.refusal(timezone.now()) is None
+
 
 KEY_CACHE = KeyCache()
+
+
+async def akey_active(identity: KeyIdentity | None) -> bool:
+    """Whether a live session authenticated as ``identity`` (``scope["openasr.key"]``) may go
+    on; the consumer polls it about once a second and, on False, sends ``speech.error``
+    ``UNAUTHORIZED`` and closes with 4001 (docs/PROTOCOL.md "Close codes").
+
+    True for None (dev mode) and for the env key while ``WSS_API_KEY`` is set. For a database
+    key, False once it is revoked, expired, deleted, or rotated and past its grace. Answers come
+    from ``KEY_CACHE`` (at most one query per key per ``WSS_API_KEY_CACHE_S`` on this node, however
+    many sessions ask), so a change takes effect within that period. A database error counts as
+    active (logged; asked again after one period): an outage must not end every session.
+    """
+    return await KEY_CACHE.key_active(identity)
 
 
 def check_auth_configuration() -> None:

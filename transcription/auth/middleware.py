@@ -1,10 +1,11 @@
-"""Handshake checks for ``/transcribe``: origin, API key, auth-failure limit.
+"""Handshake checks for ``/transcribe``: host, origin, API key, auth-failure limit.
 
 Normative: PROTOCOL.md "Transport and auth". Everything is decided before the consumer runs, and
 a refusal is an HTTP response to the upgrade request (ASGI "WebSocket Denial Response"
 extension, which ``openasr_site/server.py`` adds to daphne): 401 for a missing or wrong key, 429
-with ``Retry-After`` after too many failures from one address, 403 for a foreign ``Origin``, 503
-when the key database cannot be read. Without the extension the socket is closed before accept.
+with ``Retry-After`` after too many failures from one address, 403 for a ``Host`` not in
+``ALLOWED_HOSTS`` or a foreign ``Origin`` (``origin.py``), 503 when the key database cannot be
+read. Without the extension the socket is closed before accept.
 
 Where the key comes from:
 
@@ -28,7 +29,7 @@ from django.conf import settings
 
 from transcription import metrics
 from transcription.auth.keys import KEY_CACHE, AuthUnavailable, KeyIdentity
-from transcription.auth.origin import origin_allowed
+from transcription.auth.origin import host_allowed, origin_allowed
 from transcription.auth.ratelimit import client_ip, get_limiter
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,15 @@ def credentials(scope: Scope) -> Credentials:
     return Credentials(None, subprotocol)
 
 
+def allowed_hosts() -> list[str]:
+    """``ALLOWED_HOSTS`` as Django's HTTP side applies it (with DEBUG and an empty list, the
+    localhost names), so WebSocket and HTTP answer the same hosts."""
+    hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not hosts:
+        hosts = [".localhost", "127.0.0.1", "[::1]"]
+    return hosts
+
+
 def request_client_ip(scope: Scope) -> str:
     """The client address for the failure limit (``X-Forwarded-For`` from trusted proxies)."""
     client = scope.get("client")
@@ -108,7 +118,7 @@ def request_client_ip(scope: Scope) -> str:
 
 
 class HandshakeAuthMiddleware:
-    """ASGI middleware for WebSocket scopes: origin, then key, then the failure limit.
+    """ASGI middleware for WebSocket scopes: host and origin, then key, then the failure limit.
 
     On success the inner app gets ``scope["openasr.key"]`` (a ``KeyIdentity``, or None in dev
     mode) and ``scope["openasr.subprotocol"]`` (the non-secret protocol to accept with).
@@ -141,8 +151,12 @@ class HandshakeAuthMiddleware:
     ) -> Denial | tuple[KeyIdentity | None, str | None]:
         """Decide the handshake: ``(identity, subprotocol)`` to accept, or a ``Denial``."""
         cfg = settings.OPENASR
+        host, hosts = header(scope, b"host"), allowed_hosts()
+        if not host_allowed(host, hosts):
+            log.info("handshake refused from %s: Host not allowed (DJANGO_ALLOWED_HOSTS)", ip)
+            return Denial(403, "forbidden", "Host not allowed")
         origin = header(scope, b"origin")
-        if not origin_allowed(origin, header(scope, b"host"), cfg.allowed_origins):
+        if not origin_allowed(origin, host, cfg.allowed_origins, allowed_hosts=hosts):
             log.info("handshake refused from %s: origin not allowed", ip)
             return Denial(403, "forbidden", "Origin not allowed")
         creds = credentials(scope)

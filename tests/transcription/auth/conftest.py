@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,10 +38,10 @@ def _fresh_auth_state() -> Iterator[None]:
 @pytest.fixture
 def configure(settings: Any) -> Callable[..., ServerConfig]:
     """Set ``settings.OPENASR`` to the auth defaults plus overrides (restored after the test)."""
-    base = dict(settings.OPENASR.values)
+    base = settings.OPENASR
 
     def apply(**overrides: Any) -> ServerConfig:
-        settings.OPENASR = ServerConfig({**base, **AUTH_DEFAULTS, **overrides})
+        settings.OPENASR = dataclasses.replace(base, **{**AUTH_DEFAULTS, **overrides})
         return settings.OPENASR
 
     apply()

@@ -179,7 +179,12 @@ async def test_authenticate_accepts_a_valid_key_and_records_use(configure: Any) 
     """A valid database key yields its identity, and last_used_at is written."""
     row, key = await _acreate("grace", max_sessions=4)
     result = await KEY_CACHE.authenticate(key)
-    assert result.identity == {"id": str(row.pk), "name": "grace", "max_sessions": 4}
+    assert result.identity == {
+        "id": str(row.pk),
+        "name": "grace",
+        "max_sessions": 4,
+        "prefix": row.prefix,
+    }
     assert (await APIKey.objects.aget(pk=row.pk)).last_used_at is not None
 
 
@@ -277,7 +282,7 @@ async def test_env_key_is_compared_and_named_env(configure: Any) -> None:
     """WSS_API_KEY authenticates as {"id": "env", "name": "env"}."""
     configure(api_key="a3f1b9c7e8d2f4a6b0c5e7d9f1a3b5c7")
     ok = await KEY_CACHE.authenticate("a3f1b9c7e8d2f4a6b0c5e7d9f1a3b5c7")
-    assert ok.identity == {"id": "env", "name": "env", "max_sessions": None}
+    assert ok.identity == {"id": "env", "name": "env", "max_sessions": None, "prefix": ""}
     assert (await KEY_CACHE.authenticate("a3f1b9c7e8d2f4a6b0c5e7d9f1a3b5c8")).identity is None
 
 

@@ -118,7 +118,7 @@ async def test_env_key_in_the_header(configure: Any) -> None:
     out = await handshake(bearer(ENV_KEY))
     assert out.status == 101
     assert out.report is not None
-    assert out.report["key"] == {"id": "env", "name": "env", "max_sessions": None}
+    assert out.report["key"] == {"id": "env", "name": "env", "max_sessions": None, "prefix": ""}
 
 
 async def test_database_key_in_the_header(configure: Any) -> None:
@@ -126,7 +126,12 @@ async def test_database_key_in_the_header(configure: Any) -> None:
     row, key = await db_key("mobile-app", max_sessions=2)
     out = await handshake(bearer(key))
     assert out.status == 101 and out.report is not None
-    assert out.report["key"] == {"id": str(row.pk), "name": "mobile-app", "max_sessions": 2}
+    assert out.report["key"] == {
+        "id": str(row.pk),
+        "name": "mobile-app",
+        "max_sessions": 2,
+        "prefix": row.prefix,
+    }
 
 
 async def test_bearer_scheme_is_case_insensitive(configure: Any) -> None:
@@ -257,10 +262,18 @@ async def test_accepted_connection_knows_the_forwarded_client(configure: Any) ->
     assert out.report is not None and out.report["ip"] == "203.0.113.77"
 
 
-# --- origin ---
+# --- host and origin ---
 
 
-async def test_foreign_origin_is_403_and_not_an_auth_failure(configure: Any) -> None:
+@pytest.fixture
+def asr_host(settings: Any) -> None:
+    """The server answers asr.example.com (DJANGO_ALLOWED_HOSTS)."""
+    settings.ALLOWED_HOSTS = ["asr.example.com", "localhost", "127.0.0.1"]
+
+
+async def test_foreign_origin_is_403_and_not_an_auth_failure(
+    configure: Any, asr_host: None
+) -> None:
     """A browser page from another site is refused with 403, before any key check."""
     _, key = await db_key()
     before = save_registry()
@@ -271,7 +284,7 @@ async def test_foreign_origin_is_403_and_not_an_auth_failure(configure: Any) -> 
     assert_metric_diff(before, 0, REJECTED)
 
 
-async def test_same_origin_and_allowed_origins_pass(configure: Any) -> None:
+async def test_same_origin_and_allowed_origins_pass(configure: Any, asr_host: None) -> None:
     """Same host passes by default; WSS_ALLOWED_ORIGINS lists other pages."""
     _, key = await db_key()
     same = [("Origin", "https://asr.example.com"), ("Host", "asr.example.com"), *bearer(key)]
@@ -280,6 +293,38 @@ async def test_same_origin_and_allowed_origins_pass(configure: Any) -> None:
     other = [("Origin", "https://app.example.com"), ("Host", "asr.example.com"), *bearer(key)]
     assert (await handshake(other)).status == 101
     assert (await handshake(same)).status == 403
+
+
+async def test_host_not_allowed_is_403_before_any_key_check(configure: Any, asr_host: None) -> None:
+    """A Host outside DJANGO_ALLOWED_HOSTS is refused with 403 and counts as no auth failure,
+    even with a valid key and no Origin; no Host at all (not a browser) passes."""
+    _, key = await db_key()
+    before = save_registry()
+    out = await handshake([("Host", "evil.example:9090"), *bearer(key)])
+    assert out.status == 403 and out.body == {"error": "forbidden", "message": "Host not allowed"}
+    assert_metric_diff(before, 0, REJECTED)
+    assert (await handshake([("Host", "127.0.0.1:9090"), *bearer(key)])).status == 101
+    assert (await handshake(bearer(key))).status == 101
+
+
+async def test_dns_rebinding_is_refused_with_wildcard_hosts(configure: Any, settings: Any) -> None:
+    """ALLOWED_HOSTS "*": a rebound page (Origin and Host both evil.example) is refused with
+    403, while clients without Origin and listed origins still connect."""
+    settings.ALLOWED_HOSTS = ["*"]
+    rebound = [("Origin", "http://evil.example:9090"), ("Host", "evil.example:9090")]
+    assert (await handshake(rebound)).status == 403
+    assert (await handshake([("Host", "evil.example:9090")])).status == 101
+    configure(allowed_origins=("http://evil.example:9090",))
+    assert (await handshake(rebound)).status == 101
+
+
+async def test_debug_without_allowed_hosts_answers_localhost_only(
+    configure: Any, settings: Any
+) -> None:
+    """As Django's HTTP side: DEBUG with an empty ALLOWED_HOSTS means the localhost names."""
+    settings.DEBUG, settings.ALLOWED_HOSTS = True, []
+    assert (await handshake([("Host", "localhost:9090")])).status == 101
+    assert (await handshake([("Host", "asr.example.com")])).status == 403
 
 
 def test_credentials_parsing() -> None:
