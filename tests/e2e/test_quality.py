@@ -1,5 +1,5 @@
-"""Transcript quality through the real server (PROTOCOL.md "Windows and events"): silence and
-noise produce no text, joins neither repeat nor lose words, and quiet speech is not gated."""
+"""Transcript quality through the real server (docs/PROTOCOL.md "Windows and events"): silence
+and noise produce no text, joins neither repeat nor lose words, and quiet speech is not gated."""
 
 from __future__ import annotations
 
@@ -45,10 +45,16 @@ async def test_silence_and_noise_produce_no_words(
 ) -> None:
     """60 s of silence, white noise or pink noise: no words at all, checkpoints still advance."""
     result = await stream(inprocess_server.url, pcm_chunks(speech.to_pcm16(audio), 16000), config())
-    assert result.errors == []
+    result.assert_ended_normally()
     assert result.phrase_text == ""
     assert result.final is not None and result.final["text"] == ""
     assert result.last_checkpoint["last_audio_ms"] >= (SECONDS - 6) * 1000
+
+
+# About three wrong words: two to three times the voices' WER on a larger corpus
+# (TEST_SPEECH.md), since these clips are short; the assertion messages give what was measured.
+JOIN_WER_MAX = 0.05  # 3 of 69 words
+QUIET_WER_MAX = 0.1  # 3 of 35 words
 
 
 @pytest.mark.parametrize(("window", "overlap"), [(5000, 500), (2000, 200)])
@@ -64,14 +70,25 @@ async def test_joins_neither_repeat_nor_lose_words(
         pcm_chunks(speech.to_pcm16(comp.audio), 16000),
         config(window_duration_ms=window, overlap_duration_ms=overlap),
     )
-    assert result.errors == []
+    result.assert_ended_normally()
     assert repeated_bigrams(result.phrase_text, comp.text) == 0, result.phrase_text
-    assert wer(comp.text, result.phrase_text) <= 0.15, result.phrase_text
+    error_rate = wer(comp.text, result.phrase_text)
+    print(f"WER {error_rate:.4f}")
+    assert error_rate <= JOIN_WER_MAX, (
+        f"WER {error_rate:.1%} at {window} ms windows (measured 0.0 % at 5 s and 2 s): "
+        f"{result.phrase_text}"
+    )
 
 
 async def test_quiet_speech_is_not_mistaken_for_silence(inprocess_server: Server) -> None:
-    """Speech 35 dB below full scale still passes the speech gate and is transcribed."""
-    comp = speech.compose(speech.SENTENCES[12:14], ["hibari"])
-    quiet = comp.audio / max(1e-9, float(np.max(np.abs(comp.audio)))) * 10 ** (-35 / 20)
+    """Generated speech whose loudest sample is at -45 dBFS passes the speech gate and is
+    transcribed as well as loud speech."""
+    comp = speech.compose(speech.SENTENCES[12:15], speech.VOICES)
+    quiet = comp.audio / float(np.max(np.abs(comp.audio))) * 10 ** (-45 / 20)
     result = await stream(inprocess_server.url, pcm_chunks(speech.to_pcm16(quiet), 16000), config())
-    assert wer(comp.text, result.phrase_text) <= 0.2, result.phrase_text
+    result.assert_ended_normally()
+    error_rate = wer(comp.text, result.phrase_text)
+    print(f"WER {error_rate:.4f}")
+    assert error_rate <= QUIET_WER_MAX, (
+        f"WER {error_rate:.1%} at -45 dBFS peak (measured 0.0 %): {result.phrase_text}"
+    )

@@ -1,5 +1,5 @@
-"""Streaming real speech through a real server and the real model (PROTOCOL.md "Windows and
-events"): the words come back, in both deployments, at every rate and encoding."""
+"""Streaming real speech through a real server and the real model (docs/PROTOCOL.md "Windows
+and events"): the words come back, in both deployments, at every rate and encoding."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ import pytest
 
 from tests.support import speech
 from tests.support.client import StreamResult, config, pcm_chunks, stream
-from tests.support.server import Process, Server
+from tests.support.server import Process, Server, async_wait_until
 from tests.support.wer import repeated_bigrams, wer
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 SENTENCES = speech.SENTENCES[:4]
+# About twice what these tests measure with tiny.en (the assertion messages give the figures,
+# measured at the commit that set the bounds).
+STREAM_WER_MAX = 0.15  # 7 of 48 words
+CONCURRENT_WER_MAX = 0.2  # 4 of 23-25 words
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +44,19 @@ def opus_packets(audio: np.ndarray, rate: int = 48000, frame_ms: int = 20) -> li
 
 
 def assert_transcript_ok(result: StreamResult, reference: str) -> None:
-    assert result.errors == [], result.errors
-    assert result.close_code == 1000
+    """Ended with EndOfStream and close 1000; the phrases and the final transcript read like
+    the reference, with no repeated word pair."""
+    result.assert_ended_normally()
     final = result.final
-    assert final is not None, "no EndOfStream phrase"
+    assert final is not None
     assert final["text"] == result.last_checkpoint["full_transcript"]  # type: ignore[index]
-    assert wer(reference, result.phrase_text) <= 0.15, result.phrase_text
-    assert wer(reference, final["text"]) <= 0.15, final["text"]
+    error_rate = wer(reference, result.phrase_text)
+    print(f"WER {error_rate:.4f}")
+    assert error_rate <= STREAM_WER_MAX, (
+        f"WER {error_rate:.1%} (measured 6.2 % for PCM at 8, 16 and 48 kHz, paced and over "
+        f"Redis; 8.3 % for Opus): {result.phrase_text}"
+    )
+    assert wer(reference, final["text"]) <= STREAM_WER_MAX, final["text"]
     assert repeated_bigrams(result.phrase_text, reference) == 0, result.phrase_text
 
 
@@ -128,8 +138,13 @@ async def test_ten_concurrent_sessions_get_their_own_text(inprocess_server: Serv
         return await stream(inprocess_server.url, frames, config(), realtime=True)
 
     results: list[Any] = await asyncio.gather(*(one(c) for c in clips))
+    rates = []
     for text, result in zip(texts, results, strict=True):
-        assert result.errors == []
-        assert wer(text, result.final["text"]) <= 0.2, (text, result.final["text"])
-    status, health = inprocess_server.get("/health")
-    assert status == 200 and health["active_sessions"] == 0
+        result.assert_ended_normally()
+        rates.append(wer(text, result.final["text"]))
+        assert rates[-1] <= CONCURRENT_WER_MAX, (
+            f"WER {rates[-1]:.1%} (measured 0-8.7 %): {text!r} -> {result.final['text']!r}"
+        )
+    print(f"WER per session {[round(r, 4) for r in rates]}")
+    # The server counts a session as ended once it has processed the close, just after ours.
+    await async_wait_until(lambda: inprocess_server.get("/health")[1]["active_sessions"] == 0, 10)
