@@ -16,7 +16,13 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from transcription.auth.keys import RotationError, fill_new_key, revoke_key, rotate_key
+from transcription.auth.keys import (
+    RotationError,
+    fill_new_key,
+    revocation_delay_s,
+    revoke_key,
+    rotate_key,
+)
 from transcription.models import APIKey
 
 SHOWN_TEMPLATE = "admin/transcription/apikey/key_shown.html"
@@ -97,8 +103,8 @@ class APIKeyAdmin(admin.ModelAdmin):
         revoked = sum(revoke_key(row) for row in queryset)
         self.message_user(
             request,
-            f"Revoked {revoked} key(s); every server refuses them within "
-            f"{settings.OPENASR.api_key_cache_s:g} s.",
+            f"Revoked {revoked} key(s). Within {revocation_delay_s():g} s every server refuses "
+            "them and ends their live sessions.",
             messages.SUCCESS,
         )
 
@@ -121,5 +127,6 @@ class APIKeyAdmin(admin.ModelAdmin):
         return self._show_keys(
             request,
             new_keys,
-            f"API key(s) rotated: the old key(s) keep working for {grace_s} s",
+            f"API key(s) rotated: the old key(s) keep working for {grace_s} s, then their live "
+            f"sessions end within {revocation_delay_s():g} s",
         )

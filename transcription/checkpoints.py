@@ -81,7 +81,7 @@ def verify(checkpoint: Mapping[str, Any]) -> bool:
     """True when the signature matches under ``SECRET_KEY`` or one of
     ``SECRET_KEY_FALLBACKS`` (this deployment issued this exact checkpoint)."""
     signature = checkpoint.get(SIGNATURE_FIELD)
-    if not isinstance(signature, str):
+    if not isinstance(signature, str) or not signature.isascii():  # ours are hex digests
         return False
     try:
         body = _canonical(checkpoint)

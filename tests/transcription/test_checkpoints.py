@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from openasr_site.config import ServerConfig
 from tests.e2e.conftest import redis_test_url
 from transcription import checkpoints
 from transcription.checkpoints import (
+    MEMORY_MAX_ENTRIES,
     InMemoryCheckpointStore,
     InMemoryLiveSessions,
     RedisCheckpointStore,
@@ -106,6 +108,35 @@ def test_signature_from_another_secret_fails(settings: Any) -> None:
     assert not verify(signed)
 
 
+def test_signatures_of_a_fallback_secret_still_verify(settings: Any) -> None:
+    """While DJANGO_SECRET_KEY is rotated, checkpoints signed under a secret listed in
+    DJANGO_SECRET_KEY_FALLBACKS verify; new ones are signed with the current secret only."""
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "old-secret-" + "o" * 40, []
+    old = sign(payload(), "key-1")
+    settings.SECRET_KEY = "new-secret-" + "n" * 40
+    assert not verify(old)
+    settings.SECRET_KEY_FALLBACKS = ["old-secret-" + "o" * 40]
+    assert verify(old)
+    new = sign(payload(), "key-1")
+    settings.SECRET_KEY_FALLBACKS = []
+    assert verify(new) and not verify(old)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"full_transcript": "\ud800"},
+        {"session_id": "\udfff"},
+        {"words": [{"text": "\ud800", "start": 0, "end": 1, "prob": 1.0}]},
+        {"signature": "\ud800"},
+    ],
+)
+def test_lone_surrogates_never_verify_nor_crash(edit: dict[str, Any]) -> None:
+    """A signed checkpoint with a lone surrogate anywhere (a hostile client) is simply not
+    ours: verify() is False, it does not raise."""
+    assert not verify({**sign(payload(), "key-1"), **edit})
+
+
 def test_missing_or_non_string_signature_fails() -> None:
     """No signature, or a signature that is not a string, never verifies."""
     assert not verify(payload())
@@ -167,8 +198,16 @@ async def test_session_id_only_loads_the_stored_checkpoint(configure: Any) -> No
 
 
 async def test_bad_session_id_is_invalid_message(configure: Any) -> None:
-    """A missing or non-string session_id is INVALID_MESSAGE."""
-    for resume in ({}, {"session_id": 5}, {"session_id": "x" * 65}):
+    """A missing or non-string session_id, or one that is not 1-64 printable ASCII
+    characters, is INVALID_MESSAGE (never a store error)."""
+    for resume in (
+        {},
+        {"session_id": 5},
+        {"session_id": "x" * 65},
+        {"session_id": "\ud800"},
+        {"session_id": "a\nb"},
+        {"session_id": "sessión"},
+    ):
         with pytest.raises(ClientError) as exc:
             await resolve_resume(resume, None, InMemoryCheckpointStore(60))
         assert exc.value.code is ErrorCode.INVALID_MESSAGE
@@ -198,7 +237,13 @@ def test_restore_rebuilds_transcript_and_word_tail() -> None:
 
 @pytest.mark.parametrize(
     "edit",
-    [{"last_audio_ms": -1}, {"last_audio_ms": "soon"}, {"words": [{"text": "x"}]}],
+    [
+        {"last_audio_ms": -1},
+        {"last_audio_ms": "soon"},
+        {"last_audio_ms": float("inf")},
+        {"last_audio_ms": "9" * 5000},
+        {"words": [{"text": "x"}]},
+    ],
 )
 def test_restore_refuses_malformed_checkpoints(edit: dict[str, Any]) -> None:
     """A malformed checkpoint (accepted unsigned) is SESSION_NOT_FOUND, not a crash."""
@@ -222,6 +267,58 @@ async def test_in_memory_store_expires_after_ttl(monkeypatch: pytest.MonkeyPatch
     await store.asave("s2", payload("s2"))
     await store.adelete("s2")
     assert await store.aload("s2") is None
+
+
+async def test_in_memory_store_is_a_bounded_lru() -> None:
+    """Past max_entries the least recently saved or loaded checkpoint is dropped first."""
+    store = InMemoryCheckpointStore(60, max_entries=3)
+    for sid in ("s1", "s2", "s3"):
+        await store.asave(sid, payload(sid))
+    assert await store.aload("s1") is not None  # s1 is now the most recently used
+    await store.asave("s4", payload("s4"))
+    assert len(store) == 3
+    assert await store.aload("s2") is None
+    assert {sid for sid in ("s1", "s3", "s4") if await store.aload(sid)} == {"s1", "s3", "s4"}
+    await store.asave("s3", payload("s3"))  # saving again replaces, never duplicates
+    assert len(store) == 3
+
+
+async def test_in_memory_store_is_bounded_in_bytes() -> None:
+    """Past max_bytes of JSON the oldest checkpoints go, but never the one just saved."""
+    size = len(json.dumps(payload("b0")))
+    store = InMemoryCheckpointStore(60, max_bytes=size * 2)
+    for i in range(5):
+        await store.asave(f"b{i}", payload(f"b{i}"))
+    assert len(store) == 2 and await store.aload("b4") is not None
+    huge = {**payload("big"), "full_transcript": "x" * (size * 4)}
+    await store.asave("big", huge)
+    assert len(store) == 1 and await store.aload("big") == huge
+
+
+async def test_in_memory_store_drops_expired_entries_when_saving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Expired checkpoints free their memory at the next save, not only when loaded."""
+    now = [1000.0]
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: now[0])
+    store = InMemoryCheckpointStore(60)
+    for i in range(100):
+        await store.asave(f"old{i}", payload(f"old{i}"))
+    now[0] += 61
+    await store.asave("fresh", payload("fresh"))
+    assert len(store) == 1
+
+
+async def test_in_memory_store_stays_bounded_under_many_sessions() -> None:
+    """Many more sessions than MEMORY_MAX_ENTRIES: the store holds MEMORY_MAX_ENTRIES, and the
+    newest checkpoints are the ones kept."""
+    store = InMemoryCheckpointStore(60)
+    small = {"session_id": "s", "full_transcript": "hi"}
+    for i in range(MEMORY_MAX_ENTRIES + 2000):
+        await store.asave(f"s{i}", small)
+    assert len(store) == MEMORY_MAX_ENTRIES
+    assert await store.aload("s0") is None
+    assert await store.aload(f"s{MEMORY_MAX_ENTRIES + 1999}") == small
 
 
 async def test_redis_store_round_trips_with_ttl() -> None:

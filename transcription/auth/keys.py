@@ -36,6 +36,9 @@ PREFIX_BYTES = 6  # 12 hex characters: collisions are retried, guessing one gain
 SECRET_BYTES = 32  # 256 bits
 MAX_KEY_CHARS = 512  # anything longer is not a key: refuse before hashing it
 LAST_USED_EVERY_S = 60.0
+# How often a live session asks ``akey_active`` (the consumer's poll): with the cache period it
+# bounds how long a revoked key's sessions go on (``revocation_delay_s``).
+KEY_CHECK_EVERY_S = 1.0
 _DIGEST_SALT = "openasr.apikey"
 _KEY_RE = re.compile(r"^oasr_([0-9a-f]{8,32})\.([A-Za-z0-9_-]{16,200})$")
 _MAX_CACHED = 10_000
@@ -143,6 +146,12 @@ def revoke_key(row: APIKey) -> bool:
     row.revoked, row.revoked_at = True, now
     log.info("API key revoked: %s (oasr_%s)", row.name, row.prefix)
     return True
+
+
+def revocation_delay_s() -> float:
+    """The most seconds between revoking a key (or its expiry, or the end of its rotation grace)
+    and every node refusing it and ending its live sessions: what operators are told."""
+    return float(settings.OPENASR.api_key_cache_s) + KEY_CHECK_EVERY_S
 
 
 class RotationError(ValueError):

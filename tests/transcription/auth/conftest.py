@@ -23,16 +23,17 @@ AUTH_DEFAULTS: dict[str, Any] = {
     "api_key_cache_s": 0.0,
     "key_rotation_grace_s": 86400,
     "redis_url": "",
+    "max_new_sessions_per_key_per_min": 120,
 }
 
 
 @pytest.fixture(autouse=True)
 def _fresh_auth_state() -> Iterator[None]:
     KEY_CACHE.clear()
-    ratelimit._limiter = None
+    ratelimit._limiter = ratelimit._session_limiter = None
     yield
     KEY_CACHE.clear()
-    ratelimit._limiter = None
+    ratelimit._limiter = ratelimit._session_limiter = None
 
 
 @pytest.fixture

@@ -62,6 +62,7 @@ def test_admin_create_shows_the_key_once_and_stores_its_digest(
         CHANGELIST, {"action": "revoke_keys", "_selected_action": [row.pk]}, follow=True
     )
     assert "Revoked 1 key" in response.content.decode()
+    assert "ends their live sessions" in response.content.decode()
     row.refresh_from_db()
     assert row.revoked and row.revoked_at is not None
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError
@@ -21,6 +23,7 @@ from transcription.auth.keys import (
     KEY_CACHE,
     AuthUnavailable,
     RotationError,
+    akey_active,
     check_auth_configuration,
     create_key,
     digest_matches,
@@ -318,6 +321,101 @@ async def test_database_errors_become_auth_unavailable(
         await KEY_CACHE.authenticate(generate_key().key)
 
 
+# --- live sessions: akey_active ---
+
+
+async def _identity(key: str) -> keys.KeyIdentity:
+    identity = (await KEY_CACHE.authenticate(key)).identity
+    assert identity is not None
+    return identity
+
+
+@async_db
+async def test_dev_mode_and_env_key_sessions_stay_active(configure: Any) -> None:
+    """No key (dev mode) is always active; the env key while WSS_API_KEY is still set."""
+    assert await akey_active(None)
+    configure(api_key="e" * 32)
+    assert await akey_active(keys.ENV_IDENTITY)
+    configure(api_key="")
+    assert not await akey_active(keys.ENV_IDENTITY)
+
+
+@async_db
+async def test_revoked_expired_deleted_keys_end_their_sessions(configure: Any) -> None:
+    """A database key's sessions stay active until it is revoked, expires or is deleted."""
+    rows = [await _acreate(name) for name in ("rev", "exp", "del", "ok")]
+    (revoked, k1), (expiring, k2), (deleted, k3), (_, k4) = rows
+    identities = [await _identity(k) for k in (k1, k2, k3, k4)]
+    assert [await akey_active(i) for i in identities] == [True, True, True, True]
+    await sync_to_async(revoke_key)(revoked)
+    await APIKey.objects.filter(pk=expiring.pk).aupdate(expires_at=timezone.now())
+    await APIKey.objects.filter(pk=deleted.pk).adelete()
+    assert [await akey_active(i) for i in identities] == [False, False, False, True]
+
+
+@async_db
+async def test_rotated_key_sessions_end_after_the_grace_only(configure: Any) -> None:
+    """The old key of a rotation stays active during its grace, then its sessions end; the new
+    key's sessions (same identity id) go on."""
+    old, old_key = await _acreate("rot")
+    _, new_key = await sync_to_async(rotate_key)(old, 3600)
+    old_identity, new_identity = await _identity(old_key), await _identity(new_key)
+    assert old_identity["id"] == new_identity["id"]
+    assert await akey_active(old_identity) and await akey_active(new_identity)
+    await APIKey.objects.filter(pk=old.pk).aupdate(grace_until=timezone.now())
+    assert not await akey_active(old_identity)
+    assert await akey_active(new_identity)
+
+
+@async_db
+async def test_key_checks_cost_one_query_per_key_per_cache_period(
+    configure: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many sessions poll at once, a node reads a key once per WSS_API_KEY_CACHE_S;
+    a revocation takes effect when that period ends."""
+    configure(api_key_cache_s=0.5)
+    row, key = await _acreate("busy")
+    identity = await _identity(key)
+    KEY_CACHE.clear()
+    loads: list[str] = []
+    real = keys._load_snapshot
+
+    def counting(prefix: str) -> keys.KeySnapshot | None:
+        loads.append(prefix)
+        return real(prefix)
+
+    monkeypatch.setattr(keys, "_load_snapshot", counting)
+    assert all(await asyncio.gather(*(akey_active(identity) for _ in range(100))))
+    assert loads == [row.prefix]
+    await sync_to_async(revoke_key)(row)
+    assert await akey_active(identity)  # cached: still active within the period
+    assert len(loads) == 1
+    await asyncio.sleep(0.55)
+    assert not any(await asyncio.gather(*(akey_active(identity) for _ in range(100))))
+    assert len(loads) == 2
+
+
+@async_db
+async def test_key_check_fails_open_on_a_database_error(
+    configure: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database outage does not end live sessions, and is retried once per cache period,
+    not once per session."""
+    configure(api_key_cache_s=60)
+    _, key = await _acreate("outage")
+    identity = await _identity(key)
+    KEY_CACHE.clear()
+    calls: list[str] = []
+
+    def broken(prefix: str) -> None:
+        calls.append(prefix)
+        raise DatabaseError("db down")
+
+    monkeypatch.setattr(keys, "_load_snapshot", broken)
+    assert all([await akey_active(identity) for _ in range(10)])
+    assert len(calls) == 1
+
+
 # --- start-up check ---
 
 
@@ -381,7 +479,8 @@ def test_command_create_prints_the_key_once_and_list_never(configure: Any) -> No
 
 @db
 def test_command_rotate_and_revoke(configure: Any) -> None:
-    """rotate prints a new key and sets the grace; revoke accepts the oasr_ prefix form."""
+    """rotate prints a new key and sets the grace; revoke accepts the oasr_ prefix form and
+    says when live sessions end."""
     row, _ = create_key("svc")
     out = io.StringIO()
     call_command(
@@ -390,9 +489,12 @@ def test_command_rotate_and_revoke(configure: Any) -> None:
     assert KEY_RE.match(out.getvalue().strip())
     row.refresh_from_db()
     assert row.status() == "rotating"
-    call_command("apikey", "revoke", f"oasr_{row.prefix}", stderr=io.StringIO())
+    err = io.StringIO()
+    call_command("apikey", "revoke", f"oasr_{row.prefix}", stderr=err)
     row.refresh_from_db()
     assert row.revoked
+    # WSS_API_KEY_CACHE_S (0 in these tests) + the 1 s poll of live sessions
+    assert "ends its live sessions within 1 s" in err.getvalue()
     with pytest.raises(CommandError, match="already revoked"):
         call_command("apikey", "revoke", row.prefix, stderr=io.StringIO())
     with pytest.raises(CommandError, match="no API key"):

@@ -1,4 +1,5 @@
-"""Auth-failure limit and client address (``transcription/auth/ratelimit.py``)."""
+"""Auth-failure limit, session-start limit and client address
+(``transcription/auth/ratelimit.py``)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ from hypothesis import strategies as st
 from tests.support.redisdb import flush_if_ours, redis_test_url
 from transcription.auth.ratelimit import (
     AuthFailureLimiter,
-    InMemoryFailureStore,
-    RedisFailureStore,
+    InMemoryCountStore,
+    RedisCountStore,
+    SessionStartLimiter,
+    allow_new_session,
+    check_new_session,
     client_ip,
     failure_key,
     get_limiter,
+    get_session_limiter,
+    new_sessions_key,
     rate_limit_subject,
     trusted_networks,
 )
@@ -96,7 +102,7 @@ def test_failure_keys_are_built_in_one_place() -> None:
 
 async def test_in_memory_store_counts_per_address_within_the_window() -> None:
     """Each failure counts for its own address; the window ends and the count restarts."""
-    store = InMemoryFailureStore()
+    store = InMemoryCountStore()
     assert (await store.ahit("a", 1)).count == 1
     hit = await store.ahit("a", 1)
     assert hit.count == 2 and hit.retry_after_s == 1
@@ -113,14 +119,14 @@ async def test_in_memory_store_counts_per_address_within_the_window() -> None:
 
 
 @pytest.fixture
-async def redis_store() -> AsyncIterator[RedisFailureStore]:
+async def redis_store() -> AsyncIterator[RedisCountStore]:
     flush_if_ours(redis_url())  # never a Redis the suite did not start (tests/support/redisdb.py)
-    store = RedisFailureStore(redis_url())
+    store = RedisCountStore(redis_url())
     yield store
     await store.aclose()
 
 
-async def test_redis_store_counts_with_a_ttl(redis_store: RedisFailureStore) -> None:
+async def test_redis_store_counts_with_a_ttl(redis_store: RedisCountStore) -> None:
     """INCR on openasr:authfail:<ip>, with the window as TTL set atomically."""
     for n in range(1, 4):
         hit = await redis_store.ahit("203.0.113.9", 60)
@@ -134,9 +140,9 @@ async def test_redis_store_counts_with_a_ttl(redis_store: RedisFailureStore) -> 
     assert (await redis_store.aload("203.0.113.9")).count == 0
 
 
-async def test_redis_store_is_shared_between_nodes(redis_store: RedisFailureStore) -> None:
+async def test_redis_store_is_shared_between_nodes(redis_store: RedisCountStore) -> None:
     """Two stores on one Redis (two nodes) add up to one count."""
-    other = RedisFailureStore(redis_url())
+    other = RedisCountStore(redis_url())
     try:
         await redis_store.ahit("203.0.113.10", 60)
         assert (await other.ahit("203.0.113.10", 60)).count == 2
@@ -144,7 +150,7 @@ async def test_redis_store_is_shared_between_nodes(redis_store: RedisFailureStor
         await other.aclose()
 
 
-async def test_redis_store_repairs_a_counter_without_ttl(redis_store: RedisFailureStore) -> None:
+async def test_redis_store_repairs_a_counter_without_ttl(redis_store: RedisCountStore) -> None:
     """A counter left without expiry (written by something else) is given one."""
     redis.Redis.from_url(redis_url()).set("openasr:authfail:203.0.113.11", 5)
     hit = await redis_store.ahit("203.0.113.11", 30)
@@ -152,7 +158,7 @@ async def test_redis_store_repairs_a_counter_without_ttl(redis_store: RedisFailu
     assert redis.Redis.from_url(redis_url()).ttl("openasr:authfail:203.0.113.11") > 0
 
 
-async def test_redis_window_expires(redis_store: RedisFailureStore) -> None:
+async def test_redis_window_expires(redis_store: RedisCountStore) -> None:
     """After the window the address starts from zero."""
     await redis_store.ahit("203.0.113.12", 1)
     await asyncio.sleep(1.1)
@@ -172,7 +178,7 @@ async def test_limiter_blocks_after_the_limit(configure: Any) -> None:
     assert not (await limiter.record_failure("203.0.113.10")).blocked
 
 
-async def test_limiter_on_real_redis(configure: Any, redis_store: RedisFailureStore) -> None:
+async def test_limiter_on_real_redis(configure: Any, redis_store: RedisCountStore) -> None:
     """The limiter counts in Redis when given a Redis store."""
     configure(auth_failure_limit=2)
     limiter = AuthFailureLimiter(redis_store)
@@ -184,7 +190,7 @@ async def test_limiter_on_real_redis(configure: Any, redis_store: RedisFailureSt
 async def test_limiter_fails_open_when_redis_is_down(configure: Any) -> None:
     """Redis unreachable: no lock-out, a logged error and a metric; counting goes local."""
     configure(auth_failure_limit=2)
-    store = RedisFailureStore("redis://127.0.0.1:1/0")
+    store = RedisCountStore("redis://127.0.0.1:1/0")
     limiter = AuthFailureLimiter(store)
     before = save_registry()
     try:
@@ -206,7 +212,82 @@ def test_get_limiter_uses_redis_only_with_redis_url(configure: Any) -> None:
     assert get_limiter().store is None
     ratelimit._limiter = None
     configure(redis_url=redis_url())
-    assert isinstance(get_limiter().store, RedisFailureStore)
+    assert isinstance(get_limiter().store, RedisCountStore)
+
+
+# --- session starts per key ---
+
+
+def test_new_session_keys_are_built_in_one_place() -> None:
+    """One key builder: openasr:newsessions:<key id>."""
+    assert new_sessions_key("17") == "openasr:newsessions:17"
+
+
+async def test_session_starts_are_limited_per_key_per_minute(configure: Any) -> None:
+    """Starts 1..limit are allowed; the next is refused with a retry time within the minute;
+    another key has its own count."""
+    configure(max_new_sessions_per_key_per_min=3)
+    verdicts = [await check_new_session("7") for _ in range(4)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert verdicts[-1].count == 4 and verdicts[-1].limit == 3
+    assert 1 <= verdicts[-1].retry_after_s <= 60
+    assert await allow_new_session("8")
+    assert not await allow_new_session("7")  # refused attempts count too
+
+
+async def test_session_start_limit_off_and_dev_mode(configure: Any) -> None:
+    """0 turns the limit off; no key (dev mode) is never counted."""
+    configure(max_new_sessions_per_key_per_min=0)
+    assert all([await allow_new_session("7") for _ in range(200)])
+    configure(max_new_sessions_per_key_per_min=1)
+    assert all([await allow_new_session(None) for _ in range(5)])
+
+
+async def test_session_starts_are_counted_across_nodes_in_redis(
+    configure: Any, redis_store: RedisCountStore
+) -> None:
+    """Two nodes (two limiters on one Redis) share one count per key, with a one-minute TTL."""
+    configure(max_new_sessions_per_key_per_min=2)
+    node_a = SessionStartLimiter(RedisCountStore(redis_url(), new_sessions_key))
+    node_b = SessionStartLimiter(RedisCountStore(redis_url(), new_sessions_key))
+    try:
+        assert (await node_a.check("42")).allowed
+        assert (await node_b.check("42")).allowed
+        assert not (await node_a.check("42")).allowed
+        assert (await node_b.check("43")).allowed
+    finally:
+        for node in (node_a, node_b):
+            assert isinstance(node.store, RedisCountStore)
+            await node.store.aclose()
+    raw = redis.Redis.from_url(redis_url())
+    assert int(raw.get("openasr:newsessions:42")) == 3  # type: ignore[arg-type]
+    assert 0 < raw.ttl("openasr:newsessions:42") <= 60  # type: ignore[operator]
+
+
+async def test_session_start_limit_fails_open_when_redis_is_down(configure: Any) -> None:
+    """Redis unreachable: the start is allowed, the error counted in openasr_redis_errors
+    (operation session_ratelimit), and this node keeps limiting on its own."""
+    configure(max_new_sessions_per_key_per_min=2)
+    store = RedisCountStore("redis://127.0.0.1:1/0", new_sessions_key)
+    limiter = SessionStartLimiter(store)
+    before = save_registry()
+    try:
+        assert (await limiter.check("9")).allowed
+        assert_metric_diff(before, 1, "openasr_redis_errors_total", operation="session_ratelimit")
+        assert (await limiter.check("9")).allowed
+        assert not (await limiter.check("9")).allowed
+    finally:
+        await store.aclose()
+
+
+def test_get_session_limiter_uses_redis_only_with_redis_url(configure: Any) -> None:
+    """REDIS_URL set: Redis store; unset: this process."""
+    from transcription.auth import ratelimit
+
+    assert get_session_limiter().store is None
+    ratelimit._session_limiter = None
+    configure(redis_url=redis_url())
+    assert isinstance(get_session_limiter().store, RedisCountStore)
 
 
 # --- properties ---

@@ -14,7 +14,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from transcription.auth.keys import KEY_PREFIX, RotationError, create_key, revoke_key, rotate_key
+from transcription.auth.keys import (
+    KEY_PREFIX,
+    RotationError,
+    create_key,
+    revocation_delay_s,
+    revoke_key,
+    rotate_key,
+)
 from transcription.models import APIKey
 
 
@@ -80,7 +87,10 @@ class Command(BaseCommand):
             row = self._find(options["prefix"])
             if not revoke_key(row):
                 raise CommandError(f"key {KEY_PREFIX}{row.prefix} was already revoked")
-            self.stderr.write(f"revoked {row}")
+            self.stderr.write(
+                f"revoked {row}: every server refuses it and ends its live sessions within "
+                f"{revocation_delay_s():g} s"
+            )
         elif action == "rotate":
             old = self._find(options["prefix"])
             try:
@@ -88,7 +98,10 @@ class Command(BaseCommand):
             except RotationError as exc:
                 raise CommandError(str(exc)) from None
             old.refresh_from_db()
-            self.stderr.write(f"rotated {old}: it keeps working until {old.grace_until:%c} UTC")
+            self.stderr.write(
+                f"rotated {old}: it keeps working until {old.grace_until:%c} UTC; its live "
+                f"sessions end within {revocation_delay_s():g} s after that"
+            )
             self._print_key(row, key)
 
     def _print_key(self, row: APIKey, key: str) -> None:
