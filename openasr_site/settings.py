@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 import dj_database_url
@@ -73,14 +72,11 @@ def read_or_create_secret(path: Path) -> str:
     return key
 
 
-def secret_key_from(environ: Mapping[str, str], var_dir: Path) -> str:
-    """``DJANGO_SECRET_KEY``, or a per-checkout key kept in ``var_dir`` so dev restarts keep
-    checkpoints and API keys valid."""
-    key = environ.get("DJANGO_SECRET_KEY", "").strip()
-    return key or read_or_create_secret(var_dir / "secret_key")
-
-
-SECRET_KEY = secret_key_from(os.environ, Path(os.environ.get("OPENASR_VAR_DIR", BASE_DIR / "var")))
+# DJANGO_SECRET_KEY, or a per-checkout key kept in var/ so dev restarts keep checkpoints and API
+# keys valid.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip() or read_or_create_secret(
+    Path(os.environ.get("OPENASR_VAR_DIR", BASE_DIR / "var")) / "secret_key"
+)
 # Old secrets still accepted while verifying (API-key digests, checkpoint signatures, Django's
 # own sessions and tokens); everything new is made with SECRET_KEY.
 SECRET_KEY_FALLBACKS = _csv(os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", ""))

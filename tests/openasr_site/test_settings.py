@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from openasr_site import settings as site_settings
-from openasr_site.settings import read_or_create_secret, secret_key_from
+from openasr_site.settings import read_or_create_secret
 from tests.support.server import REPO
 
 
@@ -21,20 +21,14 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_env_secret_wins_and_no_file_is_written(tmp_path: Path) -> None:
-    """DJANGO_SECRET_KEY set: used as is, var/ untouched."""
-    assert secret_key_from({"DJANGO_SECRET_KEY": " s3cret "}, tmp_path) == "s3cret"
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_secret_file_is_created_0600_and_reused(tmp_path: Path) -> None:
     """No env secret: a random key is written to var/secret_key, mode 0600, and read back on
     the next start; no temporary file is left behind."""
-    key = secret_key_from({}, tmp_path / "var")
     path = tmp_path / "var" / "secret_key"
+    key = read_or_create_secret(path)
     assert len(key) >= 50 and path.read_text() == key
     assert mode(path) == 0o600
-    assert secret_key_from({}, tmp_path / "var") == key
+    assert read_or_create_secret(path) == key
     assert [p.name for p in path.parent.iterdir()] == ["secret_key"]
 
 
@@ -140,6 +134,15 @@ def _settings_in_subprocess(env: dict[str, str], expr: str) -> str:
         check=True,
     )
     return out.stdout.strip()
+
+
+def test_env_secret_wins_and_no_file_is_written(tmp_path: Path) -> None:
+    """DJANGO_SECRET_KEY set: used as is, OPENASR_VAR_DIR untouched; unset: the file's key."""
+    env = {"DJANGO_SECRET_KEY": " s3cret ", "OPENASR_VAR_DIR": str(tmp_path)}
+    assert _settings_in_subprocess(env, "s.SECRET_KEY") == "s3cret"
+    assert list(tmp_path.iterdir()) == []
+    key = _settings_in_subprocess({**env, "DJANGO_SECRET_KEY": ""}, "s.SECRET_KEY")
+    assert key == (tmp_path / "secret_key").read_text()
 
 
 def test_secret_key_fallbacks_are_read_comma_separated() -> None:
