@@ -72,7 +72,7 @@ class APIKeyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: APIKey, form: Any, change: bool) -> None:
         """On add, generate the key; it lives on the request until the response shows it."""
         if not change:
-            request._openasr_new_keys = [(obj, fill_new_key(obj))]  # type: ignore[attr-defined]
+            request._openasr_new_keys = [(obj, fill_new_key(obj))]
         super().save_model(request, obj, form, change)
 
     def response_add(

@@ -65,7 +65,8 @@ def _canonical(checkpoint: Mapping[str, Any]) -> str:
 
 
 def _signature(body: str, secret: str | None = None) -> str:
-    return salted_hmac(_SALT, body, secret=secret, algorithm="sha256").hexdigest()
+    digest: str = salted_hmac(_SALT, body, secret=secret, algorithm="sha256").hexdigest()
+    return digest
 
 
 def sign(checkpoint: Mapping[str, Any], key_id: str | None) -> dict[str, Any]:
@@ -262,9 +263,10 @@ class RedisLiveSessions:
         for _ in range(2):  # twice: the marker may expire between SET NX and GET
             if await self._redis.set(key, owner, nx=True, ex=self.ttl_s):
                 return None
-            current = await self._redis.get(key)
-            if current is not None:
-                return None if current.decode() == owner else current.decode()
+            raw = await self._redis.get(key)
+            if raw is not None:
+                current = raw.decode() if isinstance(raw, bytes) else raw
+                return None if current == owner else current
         return ""  # contended: an owner nobody can probe, so the claim is refused
 
     async def atakeover(self, session_id: str, old_owner: str, owner: str) -> bool:

@@ -19,7 +19,10 @@ class APIKeyQuerySet(models.QuerySet["APIKey"]):
     def usable(self, now: datetime | None = None) -> APIKeyQuerySet:
         """Keys that authenticate at ``now``: not revoked, not expired, not past their grace."""
         now = now or timezone.now()
-        return self.filter(revoked=False).exclude(expires_at__lte=now).exclude(grace_until__lte=now)
+        usable: APIKeyQuerySet = (
+            self.filter(revoked=False).exclude(expires_at__lte=now).exclude(grace_until__lte=now)
+        )
+        return usable
 
 
 class APIKey(models.Model):

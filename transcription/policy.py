@@ -262,6 +262,7 @@ class WindowedPolicy:
         fresh = _merged(span, words, transcript)
         if span.interim_only:
             return Decision([], fresh, span.start_ms)
+        interim: list[Word]
         if span.final:
             committed, interim = fresh, []
         else:
@@ -371,6 +372,7 @@ class LocalAgreementPolicy:
         previous_end = span.start_ms if self._heard_until_ms is None else self._heard_until_ms
         agreed = _agreed_length(self._hypothesis, fresh, span.end_ms - previous_end)
         self._heard_until_ms = span.end_ms
+        interim: list[Word]
         if span.final:
             committed, interim = fresh, []
         elif agreed == 0 and span.duration_ms >= self.max_buffer_ms:

@@ -310,6 +310,7 @@ def merge(
     ]
     if zone and _cut_by_window_start(words[0], zone, overlap_start_ms, tolerance_ms):
         words = words[1:]
+    cut: int | None
     if not zone:
         cut = 0  # no committed word reaches into this window: nothing in it can be old
     else:

@@ -84,7 +84,8 @@ def split_key(key: str) -> tuple[str, str] | None:
 
 def key_digest(key: str, secret: str | None = None) -> str:
     """The stored form of a key: HMAC-SHA256 keyed from the server secret."""
-    return salted_hmac(_DIGEST_SALT, key, secret=secret, algorithm="sha256").hexdigest()
+    digest: str = salted_hmac(_DIGEST_SALT, key, secret=secret, algorithm="sha256").hexdigest()
+    return digest
 
 
 def digest_matches(key: str, stored: str) -> bool:
@@ -254,7 +255,7 @@ def _load_snapshot(prefix: str) -> KeySnapshot | None:
 
 
 def _any_key_exists() -> bool:
-    return APIKey.objects.exists()
+    return bool(APIKey.objects.exists())
 
 
 def _touch(pk: int, when: datetime) -> None:
@@ -306,7 +307,7 @@ class KeyCache:
 
     async def _load(self, prefix: str, now: float) -> KeySnapshot | None:
         try:
-            snap = await database_sync_to_async(_load_snapshot)(prefix)
+            snap: KeySnapshot | None = await database_sync_to_async(_load_snapshot)(prefix)
         except DatabaseError as exc:
             raise AuthUnavailable("API key database unavailable") from exc
         if len(self._rows) >= _MAX_CACHED:  # unknown prefixes are attacker-chosen: stay bounded
@@ -332,7 +333,7 @@ class KeyCache:
             return True
         # "No keys" is never cached: the first key created must close dev mode at once.
         try:
-            exists = await database_sync_to_async(_any_key_exists)()
+            exists: bool = await database_sync_to_async(_any_key_exists)()
         except DatabaseError as exc:
             raise AuthUnavailable("API key database unavailable") from exc
         self._any = (now, exists)

@@ -74,7 +74,8 @@ def header(scope: Scope, name: bytes) -> str | None:
     """The first value of a request header (names are lower case in ASGI scopes)."""
     for key, value in scope.get("headers", []):
         if key.lower() == name:
-            return value.decode("latin1")
+            decoded: str = value.decode("latin1")
+            return decoded
     return None
 
 

@@ -16,8 +16,8 @@ import os
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from io import BufferedReader
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -157,7 +157,7 @@ class _ChainedReader:
         self._paths = list(paths)
         self._sizes = [p.stat().st_size for p in self._paths]
         self._next_index = 0
-        self._current: BinaryIO | None = None
+        self._current: BufferedReader | None = None
         self._offset = 0
 
     def __enter__(self) -> _ChainedReader:

@@ -114,7 +114,7 @@ class Command(BaseCommand):
     def _find(self, prefix: str) -> APIKey:
         # Accept "oasr_<prefix>", "<prefix>" or a pasted whole key ("<prefix>.<secret>").
         bare = prefix.removeprefix(KEY_PREFIX).split(".", 1)[0]
-        row = APIKey.objects.filter(prefix=bare).first()
+        row: APIKey | None = APIKey.objects.filter(prefix=bare).first()
         if row is None:
             raise CommandError(f"no API key with prefix {bare!r} (see `manage.py apikey list`)")
         return row
