@@ -7,6 +7,10 @@
 #   docker build --build-arg MODEL=base --build-arg MODEL_TYPE=q8_0 -t openasr:0.1.0-base-q8_0 .
 #   docker build --build-arg MODEL=none -t openasr:0.1.0 .               # bring your own model
 #
+# BASE_IMAGE: the Python base of both stages (default: the official image below). Only for
+# building where that image cannot be pulled, from a mirror or a local stand-in with Python 3.11
+# (`make image-test` builds one from Debian packages; docs/DEPLOYING.md "Building offline").
+#
 # The model is converted at build time from the weights packages in requirements.txt, so the
 # image needs no network at run time. Runs as UID 10001 with a read-only root filesystem:
 # it writes only to /tmp (Prometheus multiprocess files) and /var/lib/openasr (OPENASR_VAR_DIR).
@@ -17,7 +21,8 @@
 # ---------------------------------------------------------------------------------------------
 # builder: a venv with the runtime requirements, the app, and the converted model
 # ---------------------------------------------------------------------------------------------
-FROM python:3.11.7-slim-bookworm AS builder
+ARG BASE_IMAGE=python:3.11.7-slim-bookworm
+FROM ${BASE_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -67,7 +72,7 @@ RUN set -eu; \
 # ---------------------------------------------------------------------------------------------
 # runtime: slim Python, libopus + tini from Debian, the venv and the app; nothing else
 # ---------------------------------------------------------------------------------------------
-FROM python:3.11.7-slim-bookworm AS runtime
+FROM ${BASE_IMAGE} AS runtime
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libopus0 tini \

@@ -17,7 +17,8 @@ set -eu
 APP_DIR=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${OPENASR_PYTHON:-python}
 ROLE_FILE=${OPENASR_ROLE_FILE:-/tmp/openasr-role}
-# readiness.WORKER_KEY_PREFIX; tests/deploy checks that the two agree.
+# The heartbeat key prefix of transcription/inference/heartbeat.py (WORKER_KEY_PREFIX);
+# tests/deploy checks that the two agree.
 WORKER_KEY_PREFIX="openasr:worker:"
 
 die() {
@@ -67,10 +68,27 @@ default_model() {
     fi
 }
 
+# Without DATABASE_URL the API-key table is SQLite in OPENASR_VAR_DIR (/var/lib/openasr in the
+# image, the one writable place besides /tmp: the app's own directory is on the read-only root
+# filesystem), and the server migrates it before it starts, so the image alone serves with its
+# embedded defaults. With DATABASE_URL set the `migrate` role owns the schema (run once per
+# release); a server never migrates a shared database.
+DEFAULT_SQLITE=false
+default_database() {
+    if [ -z "${DATABASE_URL:-}" ]; then
+        var_dir=${OPENASR_VAR_DIR:-$APP_DIR/var}
+        mkdir -p "$var_dir"
+        DATABASE_URL="sqlite:///$var_dir/db.sqlite3"
+        export DATABASE_URL
+        DEFAULT_SQLITE=true
+    fi
+}
+
 prepare() {
     refuse_placeholders
     prepare_metrics_dir "$1"
     default_model
+    default_database
     if [ "$1" = server ] || [ "$1" = worker ]; then
         echo "$1" > "$ROLE_FILE" 2>/dev/null || true
     fi
@@ -119,6 +137,10 @@ case "$role" in
         # another node: with Redis (scale-out) a generated per-container key is refused.
         if [ -n "${REDIS_URL:-}" ] && [ -z "${DJANGO_SECRET_KEY:-}" ]; then
             die "DJANGO_SECRET_KEY must be set when REDIS_URL is set (all servers share it)"
+        fi
+        if [ "$DEFAULT_SQLITE" = true ]; then
+            "$PYTHON" manage.py migrate --noinput -v 0 \
+                || die "cannot migrate the default SQLite database in ${DATABASE_URL#sqlite:///}"
         fi
         exec "$PYTHON" -m openasr_site.server "$@"
         ;;

@@ -29,17 +29,21 @@ HEADER = """\
 #   kind load docker-image openasr:local        # or: minikube image load openasr:local
 #   kubectl apply -f k8s/local/all-in-one.yaml
 #   kubectl -n openasr port-forward svc/openasr-server 9090:9090
-#   # ws://localhost:9090/transcribe, "Authorization: Bearer local-dev-api-key"
+#   # ws://localhost:9090/transcribe with the header
+#   #   Authorization: Bearer local-dev-only-api-key-not-for-production
 #
 # LOCAL USE ONLY: the Secret below holds publicly known values, Redis and PostgreSQL keep their
 # data in emptyDir volumes, and there is no Ingress, NetworkPolicy, HPA or monitoring (see
 # docs/DEPLOYING.md for production).
 """
 
+LOCAL_HOSTS = "localhost,127.0.0.1"
+LOCAL_CLUSTER_HOSTS = "openasr-server,openasr-server.openasr.svc.cluster.local,$(POD_IP)"
+LOCAL_REDIS_PASSWORD = "local-dev-only-redis-password"
 LOCAL_SECRETS = {
     "DJANGO_SECRET_KEY": "local-dev-only-django-secret-key-not-for-production",
-    "WSS_API_KEY": "local-dev-api-key",
-    "REDIS_URL": "redis://redis:6379/0",
+    "WSS_API_KEY": "local-dev-only-api-key-not-for-production",
+    "REDIS_URL": f"redis://:{LOCAL_REDIS_PASSWORD}@redis:6379/0",
     "DATABASE_URL": "postgres://openasr:local-dev-only@postgres:5432/openasr",
 }
 
@@ -149,8 +153,11 @@ def build() -> list[dict[str, Any]]:
     namespace = load_docs("namespace.yaml")[0]
     config = load_docs("configmap.yaml")[0]
     config["data"]["WSS_LOG_FORMAT"] = "text"
-    secret = load_docs("secret.example.yaml")[0]
+    secrets = {doc["metadata"]["name"]: doc for doc in load_docs("secret.example.yaml")}
+    secret = secrets["openasr-secrets"]
     secret["stringData"] = dict(LOCAL_SECRETS)
+    redis_secret = secrets["openasr-redis"]
+    redis_secret["stringData"] = {"REDIS_PASSWORD": LOCAL_REDIS_PASSWORD}
 
     redis_docs = load_docs("redis.yaml")
     redis = _by_kind(redis_docs, "StatefulSet")
@@ -175,6 +182,10 @@ def build() -> list[dict[str, Any]]:
         {"memory": "1Gi"},
     )
     server_service = _by_kind(server_docs, "Service")
+    # `kubectl port-forward` reaches the server as localhost; there is no Ingress host.
+    for item in server["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if item["name"] == "DJANGO_ALLOWED_HOSTS":
+            item["value"] = f"{LOCAL_HOSTS},{LOCAL_CLUSTER_HOSTS}"
 
     worker = _by_kind(load_docs("worker.yaml"), "Deployment")
     worker["spec"]["replicas"] = 1
@@ -187,6 +198,7 @@ def build() -> list[dict[str, Any]]:
         namespace,
         config,
         secret,
+        redis_secret,
         redis,
         redis_service,
         *_postgres(),

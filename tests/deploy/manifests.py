@@ -25,6 +25,20 @@ SECRET_ENV = frozenset({"DJANGO_SECRET_KEY", "WSS_API_KEY", "REDIS_URL", "DATABA
 OPENASR_ROLES = ("server", "worker", "migrate")
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "Job"})
 
+# Requests the public proxy must pass to a server, and those it must never pass.
+PUBLIC_PATHS = ("/", "/transcribe", "/static/openasr/demo.js", "/static/openasr/pcm-worklet.js")
+PRIVATE_PATHS = (
+    "/admin/",
+    "/admin/login/",
+    "/metrics",
+    "/health",
+    "/ready",
+    "/demo",
+    "/static/admin/css/base.css",
+    "/transcribe/x",
+    "/static/openasrx",
+)
+
 
 def manifest_files() -> list[Path]:
     """Every YAML file under k8s/, the local all-in-one included."""

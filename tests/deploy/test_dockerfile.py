@@ -61,19 +61,43 @@ def final(structure: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [i for i in stages(structure)[-1] if i["instruction"] == name]
 
 
+def global_args(structure: list[dict[str, Any]]) -> dict[str, str]:
+    """ARGs declared before the first FROM (the only ones a FROM line can use)."""
+    found: dict[str, str] = {}
+    for instruction in structure:
+        if instruction["instruction"] == "FROM":
+            break
+        if instruction["instruction"] == "ARG":
+            found.update(assignments(instruction))
+    return found
+
+
 def test_multi_stage_build_with_pinned_base_images() -> None:
-    """Builder and runtime stages; every base image has an exact version tag (never latest)."""
+    """Builder and runtime stages; every base image has an exact version tag (never latest),
+    also when it comes from a build argument's default."""
     structure = parse()
+    defaults = global_args(structure)
     froms = [i["value"].split() for i in structure if i["instruction"] == "FROM"]
     assert [f[-1] for f in froms] == ["builder", "runtime"]
     stage_names = {f[-1] for f in froms if len(f) == 3}
+    resolved = []
     for words in froms:
-        image = words[0]
+        image = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], words[0])
+        resolved.append(image)
         if image in stage_names:
             continue
         name, _, tag = image.partition(":")
         assert re.fullmatch(r"\d+\.\d+\.\d+-[a-z-]+", tag), f"{image}: pin an exact version tag"
-    assert froms[0][0] == froms[1][0] == "python:3.11.7-slim-bookworm"
+    assert resolved == ["python:3.11.7-slim-bookworm"] * 2
+
+
+def test_base_image_is_one_build_argument_for_both_stages() -> None:
+    """`--build-arg BASE_IMAGE=...` swaps the base of both stages (make image-test builds on a
+    local Debian stand-in); the default stays the official image."""
+    structure = parse()
+    assert global_args(structure) == {"BASE_IMAGE": "python:3.11.7-slim-bookworm"}
+    froms = [i["value"].split()[0] for i in structure if i["instruction"] == "FROM"]
+    assert froms == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
 
 
 def test_runtime_stage_runs_as_non_root_with_tini_and_a_healthcheck() -> None:
@@ -116,7 +140,11 @@ def test_model_build_args() -> None:
     for instruction in structure:
         if instruction["instruction"] == "ARG":
             args.update(assignments(instruction))
-    assert args == {"MODEL": "tiny.en", "MODEL_TYPE": "f16"}
+    assert args == {
+        "BASE_IMAGE": "python:3.11.7-slim-bookworm",
+        "MODEL": "tiny.en",
+        "MODEL_TYPE": "f16",
+    }
     runs = " ".join(i["value"] for i in structure if i["instruction"] == "RUN")
     assert 'manage.py install_model "$MODEL"' in runs
     assert '--type "$MODEL_TYPE"' in runs

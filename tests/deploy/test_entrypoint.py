@@ -182,8 +182,11 @@ def test_image_model_is_the_default(
 
 
 def test_worker_key_prefix_matches_the_readiness_module() -> None:
-    """The worker healthcheck looks for the heartbeat keys transcription/readiness.py writes."""
-    from transcription.readiness import WORKER_KEY_PREFIX
+    """The worker healthcheck looks for the heartbeat keys the workers write."""
+    try:
+        from transcription.inference.heartbeat import WORKER_KEY_PREFIX
+    except ImportError:  # before heartbeats moved into inference/ (issue #15)
+        from transcription.readiness import WORKER_KEY_PREFIX
 
     match = re.search(r'^WORKER_KEY_PREFIX="([^"]+)"$', ENTRYPOINT.read_text(), re.MULTILINE)
     assert match is not None and match.group(1) == WORKER_KEY_PREFIX

@@ -20,6 +20,8 @@ from tests.deploy import local_manifest
 from tests.deploy.manifests import (
     COMPOSE,
     K8S,
+    PRIVATE_PATHS,
+    PUBLIC_PATHS,
     REPO,
     SCHEMAS,
     SECRET_ENV,
@@ -273,29 +275,82 @@ def test_configmap_values_pass_the_config_validation() -> None:
 
 
 def test_secret_example_holds_placeholders_only() -> None:
-    """The example Secret has exactly the secret keys, each an obvious CHANGE-ME placeholder."""
+    """The example Secret has exactly the secret keys, each an obvious CHANGE-ME placeholder
+    (the Redis password too)."""
     secret = find("Secret", "openasr-secrets")
     assert set(secret["stringData"]) == SECRET_ENV
     assert all("CHANGE-ME" in value for value in secret["stringData"].values())
+    assert "CHANGE-ME" in find("Secret", "openasr-redis")["stringData"]["REDIS_PASSWORD"]
 
 
 # --- network exposure ---
 
 
-def test_ingress_routes_only_the_websocket_and_the_demo_page() -> None:
-    """No Ingress path reaches /health, /ready, /metrics or /admin/; long proxy timeouts; TLS."""
+def ingress_routes(path: str) -> bool:
+    """Whether the Ingress sends ``path`` to a backend (Exact: the whole path; Prefix: whole
+    path elements, so /static/openasr matches /static/openasr/x but not /static/openasrx)."""
+    for rule in find("Ingress", "openasr")["spec"]["rules"]:
+        for route in rule["http"]["paths"]:
+            prefix = route["path"]
+            if route["pathType"] == "Exact" and path == prefix:
+                return True
+            if route["pathType"] == "Prefix":
+                elements, wanted = path.split("/"), prefix.rstrip("/").split("/")
+                if elements[: len(wanted)] == wanted:
+                    return True
+    return False
+
+
+def test_ingress_routes_the_websocket_and_the_captions_page_only() -> None:
+    """/transcribe, GET / and the page's scripts are routed; nothing reaches /health, /ready,
+    /metrics or /admin/; long proxy timeouts; TLS for every host."""
     ingress = find("Ingress", "openasr")
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
     assert annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "3600"
-    paths = [
-        (p["path"], p["pathType"])
-        for rule in ingress["spec"]["rules"]
-        for p in rule["http"]["paths"]
-    ]
-    assert paths == [("/transcribe", "Exact"), ("/demo", "Prefix")]
+    for path in PUBLIC_PATHS:
+        assert ingress_routes(path), path
+    for path in PRIVATE_PATHS:
+        assert not ingress_routes(path), path
     tls_hosts = {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}
     assert {rule["host"] for rule in ingress["spec"]["rules"]} <= tls_hosts
+
+
+def test_server_allowed_hosts_cover_the_ingress_the_service_and_the_pod_ip() -> None:
+    """DJANGO_ALLOWED_HOSTS on the servers lists the Ingress host, the Service's DNS names and
+    $(POD_IP) from the downward API (the kubelet's probes and Prometheus use the pod IP)."""
+    container = pod_spec(k8s_workloads()["server"])["containers"][0]
+    env = {item["name"]: item for item in container["env"]}
+    names = [item["name"] for item in container["env"]]
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    # $(VAR) expands only from variables defined earlier in the list.
+    assert names.index("POD_IP") < names.index("DJANGO_ALLOWED_HOSTS")
+    hosts = env["DJANGO_ALLOWED_HOSTS"]["value"].split(",")
+    ingress_hosts = {rule["host"] for rule in find("Ingress", "openasr")["spec"]["rules"]}
+    service = find("Service", "openasr-server")["metadata"]
+    dns = f"{service['name']}.{service['namespace']}.svc.cluster.local"
+    assert ingress_hosts | {service["name"], dns, "$(POD_IP)"} <= set(hosts)
+    assert "*" not in hosts and "DJANGO_ALLOWED_HOSTS" not in configmap_data()
+
+
+def test_redis_requires_the_password_that_redis_url_carries() -> None:
+    """The in-cluster Redis runs with --requirepass from the `openasr-redis` Secret, its probes
+    authenticate through REDISCLI_AUTH, and the example REDIS_URL carries a password."""
+    redis = pod_spec(k8s_workloads()["redis"])["containers"][0]
+    args = redis["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert args[args.index("--appendonly") + 1] == "yes"
+    env = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in redis["env"]}
+    assert env["REDIS_PASSWORD"] == env["REDISCLI_AUTH"]
+    assert env["REDIS_PASSWORD"]["name"] == "openasr-redis"
+    assert find("Secret", "openasr-redis")["stringData"].keys() == {"REDIS_PASSWORD"}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert "PONG" in " ".join(redis[probe]["exec"]["command"])
+    url = find("Secret", "openasr-secrets")["stringData"]["REDIS_URL"]
+    assert re.fullmatch(r"rediss?://:[^@]+@redis:6379/\d+", url), url
+    local_url = find("Secret", "openasr-secrets", local=True)["stringData"]["REDIS_URL"]
+    local_password = find("Secret", "openasr-redis", local=True)["stringData"]["REDIS_PASSWORD"]
+    assert local_url == f"redis://:{local_password}@redis:6379/0"
 
 
 def _policies() -> dict[str, dict[str, Any]]:
@@ -346,8 +401,17 @@ def test_local_manifest_keeps_the_production_pods_and_drops_the_placeholders() -
         container = pod_spec(local[role])["containers"][0]
         production = pod_spec(k8s_workloads()[role])["containers"][0]
         assert container["image"] == "openasr:local"
-        assert container.get("env") == production.get("env")
+        # the same variables; only the server's host list differs (localhost for
+        # port-forward, no Ingress host)
+        local_env = {e["name"]: e for e in container.get("env", [])}
+        production_env = {e["name"]: e for e in production.get("env", [])}
+        assert local_env.keys() == production_env.keys()
+        for name, item in local_env.items():
+            if name != "DJANGO_ALLOWED_HOSTS":
+                assert item == production_env[name], name
         assert container["securityContext"] == production["securityContext"]
+    hosts = {e["name"]: e for e in pod_spec(local["server"])["containers"][0]["env"]}
+    assert {"localhost", "$(POD_IP)"} <= set(hosts["DJANGO_ALLOWED_HOSTS"]["value"].split(","))
 
 
 def test_every_manifest_file_is_listed_in_the_apply_order() -> None:
