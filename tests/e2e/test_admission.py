@@ -1,5 +1,6 @@
-"""Admission from measured speed through a real daphne: sessions beyond what the workers can
-transcribe in real time are refused with SESSION_LIMIT; the admitted ones keep up.
+"""Admission from measured speed through a real daphne (docs/PROTOCOL.md "Admission"):
+sessions beyond what the workers can transcribe in real time are refused with SESSION_LIMIT;
+the admitted ones keep up.
 
 Uses the FAKE backend (protocol tests only) because its speed is known exactly: 0.4 s of
 inference per audio second on one slot, so with 5 s / 0.5 s windows one session needs
@@ -20,8 +21,8 @@ import pytest
 import websockets
 
 from tests.e2e.conftest import migrated_db
-from tests.support.client import config
-from tests.support.server import Server, start_server
+from tests.support.client import CLOSE_NORMAL, config
+from tests.support.server import Server, async_wait_until, start_server, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -56,17 +57,20 @@ def _noise_frames(seconds: float, seed: int) -> list[bytes]:
 
 @dataclass
 class Timed:
-    """Events with their arrival time, seconds after the first audio frame was sent."""
+    """Events with their arrival time, seconds after the first audio frame was sent, and the
+    close code the server sent (None if the client closed first)."""
 
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    close_code: int | None = None
 
     def of(self, kind: str) -> list[tuple[float, dict[str, Any]]]:
         return [(t, e) for t, e in self.events if e["type"] == kind]
 
 
-async def _paced_session(url: str, seconds: float, seed: int) -> Timed:
-    """Stream ``seconds`` of noise in real time, then speech.end; collect timed events."""
-    timed = Timed()
+async def _paced_session(url: str, seconds: float, seed: int, timed: Timed | None = None) -> Timed:
+    """Stream ``seconds`` of noise in real time, then speech.end; collect timed events (into
+    ``timed`` when given, so a test can watch them arrive)."""
+    timed = Timed() if timed is None else timed
     async with websockets.connect(url, max_size=None) as ws:
         await ws.send(json.dumps({"type": "speech.config", "payload": config()}))
         ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
@@ -89,6 +93,8 @@ async def _paced_session(url: str, seconds: float, seed: int) -> Timed:
             await asyncio.wait_for(receiver, 60)
         except websockets.ConnectionClosed:
             pass
+        if ws.protocol.close_rcvd_then_sent:
+            timed.close_code = ws.close_code
     return timed
 
 
@@ -96,18 +102,27 @@ def _ready(server: Server) -> bool:
     return server.get("/ready")[0] == 200
 
 
+def _becomes(server: Server, ready: bool, timeout: float = 5) -> None:
+    """Wait until /ready says ``ready``; fails after ``timeout`` seconds."""
+    try:
+        wait_until(lambda: _ready(server) is ready, timeout, 0.1)
+    except TimeoutError:
+        pytest.fail(f"/ready did not turn {'200' if ready else '503'} within {timeout} s")
+
+
 async def test_sessions_beyond_measured_capacity_are_refused(slow_fake_server: Server) -> None:
     """Two paced sessions are admitted and stay real-time; the third and fourth get
     SESSION_LIMIT at once, and /ready is false while the node is full."""
     url = slow_fake_server.url
     seconds = 20.0
-    first = asyncio.ensure_future(_paced_session(url, seconds, seed=1))
-    # Let the first window (5 s of audio, 2 s of inference) finish: the node now knows its speed.
-    await asyncio.sleep(8)
+    first_events, second_events = Timed(), Timed()
+    first = asyncio.ensure_future(_paced_session(url, seconds, seed=1, timed=first_events))
+    # The first window (5 s of audio, 2 s of inference) is back: the node now knows its speed.
+    await async_wait_until(lambda: bool(first_events.of("speech.checkpoint")), 20, 0.05)
     assert await asyncio.to_thread(_ready, slow_fake_server)
-    second = asyncio.ensure_future(_paced_session(url, seconds, seed=2))
-    await asyncio.sleep(1)
-    assert not await asyncio.to_thread(_ready, slow_fake_server)
+    second = asyncio.ensure_future(_paced_session(url, seconds, seed=2, timed=second_events))
+    await async_wait_until(lambda: bool(second_events.of("speech.config.ack")), 10, 0.05)
+    await asyncio.to_thread(_becomes, slow_fake_server, False)
     refused = await asyncio.gather(*(_paced_session(url, 3, seed=s) for s in (3, 4)))
     for timed in refused:
         (_, reply), *_ = timed.events
@@ -124,5 +139,6 @@ async def test_sessions_beyond_measured_capacity_are_refused(slow_fake_server: S
         # machine. A growing queue would push the later phrases ever further behind.
         lags = [t - (p["offset"] + p["duration"]) / 1000 for t, p in phrases]
         assert max(lags) < 5 + 2 + 3, lags
-    await asyncio.sleep(1.5)  # /ready's worker lookup and the disconnects settle
-    assert await asyncio.to_thread(_ready, slow_fake_server)
+        assert timed.close_code == CLOSE_NORMAL, timed.close_code
+    # /ready's cached lookup and the disconnects settle within a few seconds.
+    await asyncio.to_thread(_becomes, slow_fake_server, True)

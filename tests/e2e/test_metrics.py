@@ -1,6 +1,7 @@
-"""``/metrics`` of a real daphne process: every seed series, and the counters move for real
-traffic. Protocol counters use the FAKE backend (protocol tests only: no model); the inference
-figures of a separate ``runworker`` reach the server's ``/metrics`` over Redis."""
+"""``/metrics`` of a real daphne process (docs/PROTOCOL.md "Operations", docs/METRICS.md):
+every seed series, and the counters move for real traffic. Protocol counters use the FAKE
+backend (protocol tests only: no model); the inference figures of a separate ``runworker``
+reach the server's ``/metrics`` over Redis."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import migrated_db
-from tests.e2e.test_protocol_server import tone
 from tests.support.client import config, pcm_chunks, stream
 from tests.support.redisdb import redis_test_url
 from tests.support.server import Server, async_wait_until, start_server, start_worker
+from tests.support.speech import tone
 from tests.transcription.test_metrics import SEED_COUNTERS, SEED_GAUGES, SEED_HISTOGRAMS
 
 pytestmark = pytest.mark.e2e
@@ -48,14 +49,7 @@ def metrics_server() -> Iterator[Server]:
 
 def scrape(server: Server) -> dict[str, float]:
     """The unlabelled samples of ``/metrics`` by sample name (seed series are unlabelled)."""
-    status, text = server.get("/metrics")
-    assert status == 200
-    return {
-        s.name: s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if not s.labels
-    }
+    return server.scrape()
 
 
 async def settles(server: Server, name: str, value: float) -> None:
@@ -121,7 +115,8 @@ async def test_a_session_moves_the_session_audio_and_inference_counters(
     await settles(metrics_server, "openasr_active_sessions", before["openasr_active_sessions"])
 
     result = await stream(metrics_server.url, frames, config(**WINDOW), headers=AUTH)
-    assert result.final is not None and result.phrases, result.events
+    result.assert_ended_normally()
+    assert result.phrases, result.events
     await settles(metrics_server, "openasr_active_sessions", before["openasr_active_sessions"])
     after = scrape(metrics_server)
 
@@ -182,7 +177,7 @@ async def test_multiprocess_mode_serves_the_same_unlabelled_series(tmp_path: Pat
         for name in [*SEED_GAUGES, *SEED_COUNTERS]:
             assert name in before, name
         result = await stream(server.url, pcm_chunks(tone(3), 16000), config(**WINDOW))
-        assert result.final is not None
+        result.assert_ended_normally()
         await settles(server, "openasr_sessions_destroyed_total", 1)
         after = scrape(server)
         assert after["openasr_sessions_created_total"] == 1
@@ -207,7 +202,8 @@ async def test_worker_inference_reaches_the_server_metrics_over_redis() -> None:
     try:
         before = scrape(server)
         result = await stream(server.url, pcm_chunks(tone(3), 16000), config(**WINDOW))
-        assert result.final is not None and result.phrases, result.events
+        result.assert_ended_normally()
+        assert result.phrases, result.events
         after = scrape(server)
         for name in (
             "openasr_inference_duration_seconds_count",

@@ -1,4 +1,4 @@
-"""Checkpoints and resume across real nodes (PROTOCOL.md "Checkpoints and resume"): a session
+"""Checkpoints and resume across real nodes (docs/PROTOCOL.md "Checkpoints and resume"): a session
 survives a SIGKILLed node (resumed on another with the full checkpoint or its session_id), a
 SIGKILLed worker (the window is re-sent) and a SIGTERM (drained); forged, foreign, unknown and
 live sessions are refused and the server stays healthy."""
@@ -21,15 +21,27 @@ import websockets
 
 from tests.e2e.conftest import migrated_db
 from tests.support import speech
-from tests.support.client import StreamResult, config, pcm_chunks, stream
+from tests.support.client import CLOSE_NORMAL, StreamResult, config, pcm_chunks, stream
 from tests.support.redisdb import redis_test_url
-from tests.support.server import REPO, Process, Server, start_server, start_worker, wait_until
+from tests.support.server import (
+    REPO,
+    Process,
+    Server,
+    async_wait_until,
+    start_server,
+    start_worker,
+    wait_until,
+)
 from tests.support.wer import normalize, repeated_bigrams, wer
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 BYTES_PER_MS = 32  # 16 kHz pcm_s16le mono
 INFERENCE_TIMEOUT_S = 5
+CLOSE_ABNORMAL = 1006  # no close frame: the node died (RFC 6455 section 7.1.5)
+# About twice what these tests measure with tiny.en (the assertion messages give the figures).
+BASELINE_WER_MAX = 0.1  # 7 of 72 words
+DRAIN_WER_MAX = 0.12  # 3 of 25 words
 SECRET_KEY = "openasr-resume-test-secret-0123456789-abcdefghijklmnop"
 
 
@@ -89,17 +101,24 @@ def uninterrupted(cluster: Cluster, recording: speech.Composition) -> StreamResu
     """The same recording streamed without interruption on node B (the WER baseline)."""
     frames = pcm_chunks(speech.to_pcm16(recording.audio), 16000)
     result = asyncio.run(stream(cluster.node_b.url, frames, config(), headers=cluster.auth()))
-    assert result.errors == [] and result.final is not None, result.events[-3:]
+    result.assert_ended_normally()
+    error_rate = wer(recording.text, result.final["text"])  # type: ignore[index]
+    assert error_rate <= BASELINE_WER_MAX, (
+        f"WER {error_rate:.1%} without interruption (measured 4.2 %): {result.final}"
+    )
     return result
 
 
 @dataclass
 class LiveSession:
-    """A session streaming in the background, with arrival times of its events."""
+    """A session streaming in the background, with arrival times of its events, the frames
+    sent so far and, once the connection is gone, the close code the client saw."""
 
     ws: Any
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     task: asyncio.Task[Any] | None = None
+    frames_sent: int = 0
+    close_code: int | None = None
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for _, e in self.events if e["type"] == kind]
@@ -124,23 +143,24 @@ async def open_session(
                 live.events.append((time.monotonic(), json.loads(raw)))
         except websockets.ConnectionClosed:
             pass
+        live.close_code = ws.close_code
 
     live.task = asyncio.ensure_future(receive())
     return live, first
 
 
 async def send_frames(live: LiveSession, frames: Sequence[bytes], speed: float) -> None:
-    for frame in frames:
+    """Send 200 ms frames at ``speed`` times real time, paced against the clock."""
+    started = time.monotonic()
+    for i, frame in enumerate(frames):
+        await asyncio.sleep(max(0.0, started + i * 0.2 / speed - time.monotonic()))
         await live.ws.send(frame)
-        await asyncio.sleep(0.2 / speed)
+        live.frames_sent += 1
 
 
 async def wait_for(predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.05)
+    """Poll ``predicate`` every 50 ms until true; TimeoutError after ``timeout`` seconds."""
+    await async_wait_until(predicate, timeout, interval=0.05)
 
 
 def assert_sentences_once(text: str, recording: speech.Composition) -> None:
@@ -185,6 +205,7 @@ async def test_resume_on_another_node_after_sigkill(
         await asyncio.wait_for(live.task, 10)  # type: ignore[arg-type]
     finally:
         node_a.stop()
+    assert live.close_code == CLOSE_ABNORMAL, live.close_code
     checkpoint = live.checkpoints[-1]
     resume = checkpoint if resume_with == "checkpoint" else {"session_id": checkpoint["session_id"]}
 
@@ -200,6 +221,7 @@ async def test_resume_on_another_node_after_sigkill(
     await asyncio.wait_for(resumed.task, 180)  # type: ignore[arg-type]
 
     assert resumed.of("speech.error") == []
+    assert resumed.close_code == CLOSE_NORMAL, resumed.close_code
     first_phrase_at = next(t for t, e in resumed.events if e["type"] == "speech.phrase")
     record_property("kill_to_first_resumed_phrase_s", round(first_phrase_at - killed_at, 2))
     print(f"kill → first resumed phrase ({resume_with}): {first_phrase_at - killed_at:.2f} s")
@@ -228,22 +250,26 @@ async def test_session_survives_a_killed_worker(
     # fast enough that the next window is already buffered, so one is in flight at the kill
     sender = asyncio.ensure_future(send_frames(live, pcm_chunks(pcm, 16000), speed=4))
     await wait_for(lambda: len(live.checkpoints) >= 2, 120)
+    retries_before = cluster.node_b.scrape()["openasr_inference_retries_total"]
     cluster.workers[-1].kill(signal.SIGKILL)
     killed_at = time.monotonic()
-    # no worker for longer than the inference timeout: whatever window was in flight or
-    # queued, the watchdog must re-send it
-    await asyncio.sleep(INFERENCE_TIMEOUT_S + 1)
+    # No worker until the watchdog has re-sent the window in flight (or queued) at least once.
+    await asyncio.to_thread(
+        wait_until,
+        lambda: cluster.node_b.scrape()["openasr_inference_retries_total"] > retries_before,
+        3 * INFERENCE_TIMEOUT_S,
+    )
     cluster.workers.append(start_worker(cluster.env))
     await sender
     await live.ws.send(json.dumps({"type": "speech.end", "payload": {}}))
     await asyncio.wait_for(live.task, 240)  # type: ignore[arg-type]
 
     assert live.of("speech.error") == []
+    assert live.close_code == CLOSE_NORMAL, live.close_code
     final = [e["payload"] for e in live.of("speech.phrase")][-1]
     assert final["status"] == "EndOfStream"
     assert_sentences_once(final["text"], recording)
-    retries = [line for line in cluster.node_b.log().splitlines() if "re-sending window" in line]
-    assert retries, cluster.node_b.log()[-6000:]
+    retries = cluster.node_b.scrape()["openasr_inference_retries_total"] - retries_before
     after = [t for t, e in live.events if e["type"] == "speech.phrase" and t > killed_at]
     print(f"retries: {retries}")
     print(f"kill → next phrase: {after[0] - killed_at:.2f} s")
@@ -253,8 +279,10 @@ async def test_session_survives_a_killed_worker(
 
 
 async def refused(url: str, resume: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """The error a resume gets; the refusal is not fatal, so the server keeps the connection."""
     result = await stream(url, [], config(resume_checkpoint=resume), headers=headers, end=False)
     assert result.events[0]["type"] == "speech.error", result.events
+    assert not result.closed_by_server, result.close_code
     return result.events[0]["payload"]
 
 
@@ -269,8 +297,9 @@ async def test_forged_foreign_unknown_and_live_sessions_are_refused(
     )
     long_frames = pcm_chunks(speech.to_pcm16(recording.audio), 16000)
     done = await stream(node_b.url, short, config(), headers=cluster.auth(0))
+    done.assert_ended_normally()
     checkpoint = done.last_checkpoint
-    assert checkpoint is not None and done.errors == []
+    assert checkpoint is not None
 
     tampered = {**checkpoint, "full_transcript": checkpoint["full_transcript"] + " Not said."}
     for resume, key in [
@@ -296,6 +325,7 @@ async def test_forged_foreign_unknown_and_live_sessions_are_refused(
                 assert "live" in error["message"], error
         await live.ws.close()
         await asyncio.wait_for(live.task, 10)  # type: ignore[arg-type]
+        assert live.close_code == CLOSE_NORMAL, live.close_code  # our close, echoed
         # disconnect releases the marker, so the session resumes at once
         markers = redis.Redis.from_url(cluster.env["REDIS_URL"])
         await wait_for(lambda: markers.get(f"openasr:live:{sid}") is None, 5)
@@ -305,7 +335,7 @@ async def test_forged_foreign_unknown_and_live_sessions_are_refused(
         node_b.url, [], config(resume_checkpoint=live.checkpoints[-1]), headers=cluster.auth()
     )
     assert resumed.ack["payload"]["resumed"] is True, resumed.events
-    assert resumed.errors == [] and resumed.final is not None
+    resumed.assert_ended_normally()
     assert node_b.get("/health")[0] == 200
 
 
@@ -323,11 +353,10 @@ async def test_sigterm_drains_live_sessions(
     try:
         live, ack = await open_session(node.url, config(), cluster.auth())
         sender = asyncio.ensure_future(send_frames(live, frames, speed=2))
-        await asyncio.sleep(1)
+        await wait_for(lambda: live.frames_sent >= 5, 10)  # mid-stream: 1 s of audio sent
         node.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         sent_at = time.monotonic()
-        await asyncio.sleep(0.5)
-        assert node.get("/ready")[0] == 503
+        await asyncio.to_thread(wait_until, lambda: node.get("/ready")[0] == 503, 2, 0.05)
         await sender
         await live.ws.send(json.dumps({"type": "speech.end", "payload": {}}))
         await asyncio.wait_for(live.task, 60)  # type: ignore[arg-type]
@@ -337,6 +366,9 @@ async def test_sigterm_drains_live_sessions(
         node.stop()
     final = [e["payload"] for e in live.of("speech.phrase")][-1]
     assert final["status"] == "EndOfStream"
-    assert wer(clip.text, final["text"]) <= 0.15, final["text"]
+    assert live.close_code == CLOSE_NORMAL, live.close_code
+    error_rate = wer(clip.text, final["text"])
+    print(f"WER {error_rate:.4f}")
+    assert error_rate <= DRAIN_WER_MAX, f"WER {error_rate:.1%} (measured 0.0 %): {final['text']}"
     assert exited_s <= 20 + 5, exited_s
     print(f"SIGTERM → exit: {exited_s:.2f} s")

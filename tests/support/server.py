@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -114,6 +116,19 @@ class Server(Process):
         except json.JSONDecodeError:
             return status, text
 
+    def scrape(self) -> dict[str, float]:
+        """The unlabelled samples of ``/metrics`` by sample name (the seed's series are
+        unlabelled; docs/METRICS.md)."""
+        status, text = self.get("/metrics")
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        return {
+            s.name: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.labels
+        }
+
     def wait_ready(self, timeout: float = 60, path: str = "/ready") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -169,6 +184,7 @@ def start_worker(env: Mapping[str, str]) -> Process:
 
 
 def wait_until(predicate: Any, timeout: float = 30, interval: float = 0.2) -> None:
+    """Poll ``predicate`` until it is true; TimeoutError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -178,6 +194,7 @@ def wait_until(predicate: Any, timeout: float = 30, interval: float = 0.2) -> No
 
 
 async def async_wait_until(predicate: Any, timeout: float = 30, interval: float = 0.2) -> None:
+    """``wait_until`` for a coroutine: the event loop keeps running between polls."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -118,6 +118,14 @@ def write_wav(path: str | os.PathLike[str], audio: np.ndarray, rate: int = SAMPL
         wav.writeframes(to_pcm16(audio))
 
 
+def tone(seconds: float, rate: int = SAMPLE_RATE_HZ) -> bytes:
+    """A warbling 220 Hz tone as PCM s16le: loud non-speech for protocol tests (the FAKE backend
+    writes words for any non-silent audio)."""
+    t = np.arange(int(seconds * rate)) / rate
+    audio = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    return (audio * 32767).astype("<i2").tobytes()
+
+
 @dataclass(frozen=True)
 class Composition:
     """Long-form speech: ``audio`` (float32, 16 kHz), reference ``text`` and per-sentence spans."""
