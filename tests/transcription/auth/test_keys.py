@@ -99,6 +99,22 @@ def test_digest_survives_server_secret_rotation_via_fallbacks(settings: Any) -> 
     settings.SECRET_KEY_FALLBACKS = [old]
     assert digest_matches(key, stored)
     assert not digest_matches(key + "x", stored)
+    assert key_digest(key) != stored  # new digests are made with the current secret only
+
+
+@async_db
+async def test_database_keys_survive_secret_rotation_with_fallbacks(
+    configure: Any, settings: Any
+) -> None:
+    """A key created before DJANGO_SECRET_KEY changed authenticates while the old secret is in
+    DJANGO_SECRET_KEY_FALLBACKS, and not after it is dropped."""
+    _, key = await _acreate("rotating-secret")
+    old = settings.SECRET_KEY
+    settings.SECRET_KEY = "rotated-server-secret-0123456789-abcdefghijklmnop"
+    settings.SECRET_KEY_FALLBACKS = [old]
+    assert (await KEY_CACHE.authenticate(key)).identity is not None
+    settings.SECRET_KEY_FALLBACKS = []
+    assert (await KEY_CACHE.authenticate(key)).reason == "invalid API key"
 
 
 @hsettings(max_examples=50)
