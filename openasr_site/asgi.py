@@ -10,12 +10,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openasr_site.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ChannelNameRouter, ProtocolTypeRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from transcription.routing import websocket_application  # noqa: E402
-from transcription.worker import INFERENCE_CHANNEL, InferenceConsumer  # noqa: E402
-
-channel_application = ChannelNameRouter({INFERENCE_CHANNEL: InferenceConsumer.as_asgi()})
+from transcription.worker import channel_application  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

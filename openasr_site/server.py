@@ -1,6 +1,6 @@
 """OpenASR's daphne entry point: ``python -m openasr_site.server``.
 
-Two small, documented additions to daphne 4.2, by subclassing (not forking):
+Small, documented additions to daphne 4.2, by subclassing (not forking):
 
 1. The ASGI "WebSocket Denial Response" extension (``websocket.http.response.start`` /
    ``.body``). Daphne answers 403 to every close before accept; with the extension the app
@@ -12,6 +12,13 @@ Two small, documented additions to daphne 4.2, by subclassing (not forking):
    connections and sessions are refused), lets live sessions finish for up to
    ``WSS_SHUTDOWN_GRACE_S`` (their checkpoints are already stored after every window), then
    closes the rest with 1012 (service restart) so clients resume on another node.
+3. Close codes 1008 and 1011 from the application. autobahn's ``sendClose`` accepts only 1000
+   and 3000-4999 from an application, but RFC 6455 section 7.4.1 defines 1008 (policy
+   violation) and 1011 (unexpected condition) for exactly our cases (docs/PROTOCOL.md "Close
+   codes"), so those two go out as protocol close frames.
+4. A bound on what waits to be written to one client (``WSS_MAX_OUTGOING_BYTES``): a client
+   that stops reading would otherwise make the server buffer its events without limit. Over
+   the bound the connection is closed with 1008 and dropped.
 """
 
 from __future__ import annotations
@@ -30,6 +37,13 @@ log = logging.getLogger("openasr.server")
 
 DENIAL_EXTENSION = "websocket.http.response"
 CLOSE_SERVICE_RESTART = 1012
+PROTOCOL_CLOSE_CODES = frozenset({1008, 1011})
+
+
+def _pending_write_bytes(transport: Any) -> int:
+    """Bytes twisted holds for a TCP transport that the kernel has not taken yet."""
+    buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+    return max(0, buffered) + int(getattr(transport, "_tempDataLen", 0))
 
 
 def _build_server_classes() -> tuple[type, type]:
@@ -43,9 +57,27 @@ def _build_server_classes() -> tuple[type, type]:
         """daphne's protocol plus the denial-response messages of the ASGI spec."""
 
         _denial: dict[str, Any] | None = None
+        max_outgoing_bytes = 0  # set by the server from WSS_MAX_OUTGOING_BYTES
+
+        def serverClose(self, code: int | None = None) -> None:
+            if code in PROTOCOL_CLOSE_CODES:
+                self.sendCloseFrame(code=code, isReply=False)
+                return
+            super().serverClose(code)
 
         def handle_reply(self, message: dict[str, Any]) -> None:
             kind = message.get("type")
+            if (
+                kind == "websocket.send"
+                and self.max_outgoing_bytes
+                and self.state == self.STATE_OPEN
+                and _pending_write_bytes(self.transport) > self.max_outgoing_bytes
+            ):
+                log.warning("closing a connection whose client stopped reading (1008)")
+                _count_policy_close()
+                self.sendCloseFrame(code=1008, isReply=False)
+                self.dropConnection(abort=True)
+                return
             if kind == "websocket.http.response.start":
                 if self.state != self.STATE_CONNECTING or self._denial is not None:
                     raise ValueError("websocket.http.response.start after the handshake")
@@ -104,6 +136,9 @@ def _build_server_classes() -> tuple[type, type]:
         @ws_factory.setter
         def ws_factory(self, factory: Any) -> None:
             # Server.run() builds its WebSocketFactory itself; swap in our protocol class.
+            from django.conf import settings
+
+            DenialWebSocketProtocol.max_outgoing_bytes = settings.OPENASR.max_outgoing_bytes
             factory.protocol = DenialWebSocketProtocol
             # Send the close frame (1009 for an oversized message) before dropping the TCP
             # connection, so the client learns why (autobahn drops silently by default).
@@ -116,6 +151,12 @@ def _build_server_classes() -> tuple[type, type]:
             return super().create_application(protocol, scope)
 
     return OpenASRServer, DenialWebSocketProtocol
+
+
+def _count_policy_close() -> None:
+    from transcription import metrics
+
+    metrics.CONNECTIONS_CLOSED_POLICY.inc()
 
 
 def _install_drain(server: Any, grace_s: float) -> None:
@@ -176,7 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     server = server_cls(
         application=application,
         endpoints=build_endpoint_description_strings(host=args.host, port=args.port),
-        websocket_max_message_size=cfg.max_frame_bytes,
+        # A frame larger than the per-second byte budget could never pass the rate limit:
+        # refuse it at the WebSocket layer (1009) before buffering it whole.
+        websocket_max_message_size=min(cfg.max_frame_bytes, cfg.max_audio_bytes_per_s),
         websocket_timeout=cfg.max_session_s + 600,
         application_close_timeout=10,
         signal_handlers=False,

@@ -23,19 +23,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.conf import settings
 
-from transcription.protocol import ClientError, ErrorCode, SpeechConfig
+from transcription import metrics
+from transcription.auth.keys import KeyIdentity
+from transcription.events import ClientError, ErrorCode
+from transcription.inference.heartbeat import live_workers
+from transcription.inference.messages import JobResult
+from transcription.protocol import SpeechConfig
+from transcription.registry import NODE
 
 EWMA_ALPHA = 0.2  # weight of the newest window: ~5 windows of memory, smooths one slow outlier
+# Overlap beyond half the window buys a session no capacity: it has at most one window in
+# flight and the queue serves sessions in turn, so extra overlap only delays that session.
+# Without the cap a legal 1000/999 ms config weighed 1000 sessions (docs/PROTOCOL.md
+# "Admission").
+MAX_SESSION_WEIGHT = 2.0
+MAX_SESSION_DEMAND = 1.0  # inference slots: one window in flight at a time
 
 
 def session_weight(window_ms: int, overlap_ms: int) -> float:
-    """Audio seconds a real-time session sends to inference per second: ``W / (W − O)``."""
+    """Audio seconds a real-time session sends to inference per second: ``W / (W − O)``,
+    capped at ``MAX_SESSION_WEIGHT``."""
     hop_ms = max(1, window_ms - overlap_ms)
-    return window_ms / hop_ms
+    return min(window_ms / hop_ms, MAX_SESSION_WEIGHT)
 
 
 @dataclass(frozen=True)
@@ -73,8 +85,8 @@ class AdmissionState:
         """Inference seconds per second the admitted sessions (plus ``extra_weight``) need."""
         if self.rtf is None:
             return 0.0
-        total = sum(w for key, w in self.weights.items() if key != exclude) + extra_weight
-        return total * self.rtf
+        weights = [w for key, w in self.weights.items() if key != exclude] + [extra_weight]
+        return sum(min(w * self.rtf, MAX_SESSION_DEMAND) for w in weights)
 
     def decide(self, capacity: float, weight: float, *, key: str | None = None) -> Decision:
         """Would one more session of ``weight`` fit? ``key`` excludes its own earlier
@@ -110,21 +122,36 @@ async def worker_capacity() -> float:
     cfg = settings.OPENASR
     if not cfg.redis_url:
         return float(cfg.worker_concurrency)
-    from transcription.readiness import live_workers
+    return float(sum(int(w.get("concurrency", 1)) for w in await live_workers(cfg.redis_url)))
 
-    return float(sum(int(w.get("concurrency", 1)) for w in await live_workers()))
+
+def check_session_caps(key: KeyIdentity | None) -> None:
+    """Called on ``speech.config``: the fixed caps (node, API key) or ``SESSION_LIMIT``."""
+    cfg = settings.OPENASR
+    if NODE.active_sessions >= cfg.max_sessions or NODE.draining:
+        metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+        raise ClientError(
+            ErrorCode.SESSION_LIMIT,
+            f"Maximum concurrent sessions reached ({cfg.max_sessions}); try again later",
+        )
+    key_limit = key.get("max_sessions") if key else None
+    if key and key_limit is not None and NODE.sessions_of_key(key["id"]) >= key_limit:
+        metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+        raise ClientError(
+            ErrorCode.SESSION_LIMIT,
+            f"Maximum concurrent sessions for this API key reached ({key_limit}); try again later",
+        )
 
 
 async def admit(key: str, config: SpeechConfig) -> None:
-    """Called on ``speech.config``: reserve a place or raise ``SESSION_LIMIT``."""
+    """Called on ``speech.config`` after the caps: reserve a share of the measured capacity
+    or raise ``SESSION_LIMIT``."""
     STATE.headroom = _headroom()
     weight = session_weight(config.window_duration_ms, config.overlap_duration_ms)
     capacity = await worker_capacity()
     # No await from here on: the check and the reservation are one step on the loop.
     decision = STATE.decide(capacity, weight, key=key)
     if not decision.admitted:
-        from transcription import metrics
-
         metrics.CONNECTIONS_REJECTED_LIMIT.inc()
         raise ClientError(
             ErrorCode.SESSION_LIMIT,
@@ -136,18 +163,21 @@ async def admit(key: str, config: SpeechConfig) -> None:
 
 
 async def room_for_one(window_ms: int, overlap_ms: int) -> bool:
-    """For ``/ready``: would a session with the default window be admitted now?"""
+    """For ``/ready``: would a session with the default window be admitted now?
+
+    One client alone never makes a node unready (docs/PROTOCOL.md "Admission"): a node
+    leaves the Service when several sessions fill it, not because one client picked an
+    expensive window."""
+    if len(STATE.weights) <= 1:
+        return True
     STATE.headroom = _headroom()
     capacity = await worker_capacity()
     return STATE.decide(capacity, session_weight(window_ms, overlap_ms)).admitted
 
 
-def observe(message: dict[str, Any]) -> None:
+def observe(result: JobResult) -> None:
     """Called with each successful ``asr.result``: update the measured speed."""
-    try:
-        STATE.observe(float(message["inference_s"]), float(message["audio_s"]))
-    except (KeyError, TypeError, ValueError):
-        return  # an older worker without the figures: nothing to learn from it
+    STATE.observe(result.inference_s, result.audio_s)
 
 
 def release(key: str) -> None:

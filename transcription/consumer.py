@@ -1,159 +1,162 @@
-"""The WebSocket consumer at ``/transcribe``: a thin shell around ``Session``.
+"""The WebSocket consumer at ``/transcribe``: glue between the socket, the ``Session`` and the
+channel layer.
 
-It moves bytes between the socket, the sans-IO ``Session`` and the channel layer, and owns what
-needs I/O: the connection state machine (PROTOCOL.md "Session state machine"), job submission
-with timeouts and retries (the worker contract of ``worker.py``), checkpoint storage and resume,
-limits, and metrics. Every client mistake is a ``ClientError`` and goes through ``_send_error``.
+The sans-IO ``Session`` owns the connection state, the audio, the transcript and the job in
+flight; ``limits.py`` owns the per-connection limits; ``protocol.py`` parses frames and encodes
+events. This class only moves frames and messages between them, stores checkpoints, and makes
+sure that whatever happens, ``_cleanup`` runs once and leaves nothing behind (docs/PROTOCOL.md
+"Session state machine", "Close codes").
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
+from collections.abc import Coroutine
 from typing import Any
 
-from channels.exceptions import ChannelFull
+from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from openasr_site.logconfig import key_name_var, session_id_var
-from transcription import admission, checkpoints, metrics, protocol
-from transcription.modelinfo import ModelInfo, resolve_serving_model
-from transcription.protocol import ClientError, ConfigDefaults, ErrorCode, SpeechConfig, SpeechEnd
-from transcription.registry import NODE
-from transcription.session import Job, Outputs, ResumeState, Session, SessionLimits, State
-from transcription.worker import (
-    INFERENCE_CHANNEL,
-    JOB_TYPE,
-    encode_samples,
-    ensure_inprocess_worker,
-    segments_from_wire,
+from transcription import admission, checkpoints, live, metrics, protocol
+from transcription.auth.keys import KeyIdentity, akey_active
+from transcription.denial import deny
+from transcription.events import (
+    Backpressure,
+    Checkpoint,
+    ClientError,
+    Close,
+    CloseCode,
+    Error,
+    ErrorCode,
+    Event,
 )
+from transcription.inference.messages import INFERENCE_CHANNEL, JobAccepted, JobResult
+from transcription.limits import Deadlines, ErrorBudget, RateWindow, abuse_error
+from transcription.modelinfo import resolve_serving_model
+from transcription.protocol import ConfigDefaults, SpeechConfig, SpeechEnd
+from transcription.registry import NODE
+from transcription.session import Outputs, ResumeState, Session, SessionLimits, State
+from transcription.worker import ensure_inprocess_worker
 
 log = logging.getLogger(__name__)
 
-IDLE_CHECK_INTERVAL_S = 1.0
+TICK_S = 0.5  # inference deadlines, idle and config deadlines, key revocation
+RETRY_AFTER_S = 5
 
 
 def new_session_id() -> str:
-    """128-bit random hex (PROTOCOL.md / seed ``session_id``)."""
+    """128-bit random hex (the seed's ``session_id``)."""
     return secrets.token_hex(16)
 
 
-class RateWindow:
-    """Counts messages and bytes per one-second window for the per-session limits."""
-
-    def __init__(self, max_messages: int, max_bytes: int) -> None:
-        self.max_messages = max_messages
-        self.max_bytes = max_bytes
-        self.window_start = time.monotonic()
-        self.messages = 0
-        self.bytes = 0
-
-    def allow(self, size: int) -> bool:
-        now = time.monotonic()
-        if now - self.window_start >= 1.0:
-            self.window_start, self.messages, self.bytes = now, 0, 0
-        self.messages += 1
-        self.bytes += size
-        return self.messages <= self.max_messages and self.bytes <= self.max_bytes
-
-
 class TranscriptionConsumer(AsyncWebsocketConsumer):
-    """One client connection; at most one session."""
+    """One client connection and its session."""
 
-    state: State
-    session: Session | None
+    session: Session
+    key: KeyIdentity | None = None
+    _counted = False  # counted in NODE.connections
+    _registered = False  # session registered in NODE.sessions with a live marker
+    _pending = False  # counted in NODE.inference_pending
+    _cleaned = False
+
+    # --- lifecycle ---
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Run the consumer; whatever ends it (close, crash, cancellation), clean up."""
+        self._tasks: set[asyncio.Task[Any]] = set()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._cleanup()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Every handler runs here: an unexpected exception is logged with its traceback, the
+        client gets ``INTERNAL_ERROR`` and the connection closes with 1011."""
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            log.exception("unexpected error handling %s", message.get("type"))
+            metrics.INTERNAL_ERRORS.inc()
+            await self._send_error(
+                ClientError(
+                    ErrorCode.INTERNAL_ERROR,
+                    "Internal server error; the last checkpoint is stored: resume with it",
+                    close_code=CloseCode.INTERNAL_ERROR,
+                )
+            )
 
     async def connect(self) -> None:
         """Called on the upgrade request (auth already passed in the middleware)."""
         cfg = settings.OPENASR
+        now = time.monotonic()
         ensure_inprocess_worker()
-        self.state = State.CONNECTED
-        self.session = None
-        self.key: dict[str, Any] | None = self.scope.get("openasr.key")
-        self.model: ModelInfo = resolve_serving_model(cfg)
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.pending: dict[str, Any] | None = None  # the job in flight, for retries
-        self.watchdog: asyncio.Task[Any] | None = None
-        self.last_activity = time.monotonic()
-        self.rate = RateWindow(cfg.max_messages_per_s, cfg.max_audio_bytes_per_s)
-        self.counted = False
+        self.key = self.scope.get("openasr.key")
+        self.model = resolve_serving_model(cfg)
+        self.session = Session(self._limits(), reply_channel=self.channel_name)
+        self.rate = RateWindow(cfg.max_messages_per_s, cfg.max_audio_bytes_per_s, now)
+        self.errors = ErrorBudget(now)
+        self.deadlines = Deadlines(
+            config_timeout_s=cfg.config_timeout_s, idle_timeout_s=cfg.idle_timeout_s, now=now
+        )
+        session_id_var.set(None)  # the task's context may carry an earlier session's id
+        key_name_var.set(self.key["name"] if self.key else None)
         if NODE.connections >= cfg.max_connections or NODE.draining:
             metrics.CONNECTIONS_REJECTED_LIMIT.inc()
-            await self._deny(503, "server full or draining: try again later")
-            return
-        self.counted = True
-        NODE.connection_opened()
-        metrics.CONNECTIONS.inc()
-        # This task's context was copied from whatever reactor callback created it, which may
-        # carry an earlier session's id (logconfig._in_plain_loop_callback): start clean.
-        session_id_var.set(None)
-        key_name_var.set(self.key["name"] if self.key else None)
-        await self.accept(self.scope.get("openasr.subprotocol"))
-        self._spawn(self._idle_watchdog())
-
-    async def _deny(self, status: int, reason: str) -> None:
-        """Refuse the upgrade with an HTTP status (denial-response extension) or a close."""
-        if "websocket.http.response" in self.scope.get("extensions", {}):
-            await self.send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"5")],
-                }
+            await deny(
+                self.scope,
+                self.base_send,
+                503,
+                "server full or draining: try again later",
+                retry_after_s=RETRY_AFTER_S,
             )
-            body = json.dumps({"error": reason}).encode()
-            await self.send({"type": "websocket.http.response.body", "body": body})
-        else:
-            await self.close()
+            return
+        per_key = cfg.max_connections_per_key
+        if self.key and per_key and NODE.connections_of_key(self.key["id"]) >= per_key:
+            metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+            await deny(
+                self.scope,
+                self.base_send,
+                429,
+                f"this API key already holds {per_key} connections on this node",
+                retry_after_s=RETRY_AFTER_S,
+            )
+            return
+        self._counted = True
+        NODE.connection_opened(self._key_id())
+        metrics.CONNECTIONS.inc()
+        await self.accept(self.scope.get("openasr.subprotocol"))
+        self._spawn(self._ticker())
 
     async def disconnect(self, code: int) -> None:
-        """Called when the socket closes, for any reason: leave nothing behind."""
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.tasks.clear()
-        admission.release(self.channel_name)
-        if self.pending is not None:
-            NODE.job_finished()
-            self.pending = None
-        if self.session is not None:
-            await self._release_live(self.session.session_id)
-            NODE.session_ended(self.session.session_id)
-            metrics.SESSIONS_DESTROYED.inc()
-            log.info("session closed (code %s)", code)
-            self.session = None
-        if self.counted:
-            NODE.connection_closed()
-            self.counted = False
+        """Called when the socket closes, for any reason."""
+        log.info("connection closed (code %s)", code)
+        await self._cleanup()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called for each WebSocket frame; one error funnel for client mistakes."""
-        self.last_activity = time.monotonic()
+        now = time.monotonic()
         started = time.perf_counter()
-        size = len(bytes_data) if bytes_data is not None else len(text_data or "")
+        self.deadlines.on_frame(now)
         try:
-            # Only audio frames are throttled: control messages are few by construction (one
-            # config, one end), and refusing a speech.end would strand the transcript.
-            if bytes_data is not None and not self.rate.allow(size):
-                raise ClientError(
-                    ErrorCode.RATE_LIMITED,
-                    f"Too many messages: at most {self.rate.max_messages} messages and "
-                    f"{self.rate.max_bytes} bytes per second per session",
-                )
+            if self.session.state is State.ENDED:
+                return  # closing: frames still in flight are ignored
+            binary = bytes_data is not None
+            self.rate.check(len(bytes_data or b"") if binary else 0, binary=binary, now=now)
             if bytes_data is not None:
-                await self._on_audio(bytes_data)
+                await self._on_audio(bytes_data, now)
             elif text_data is not None:
                 message = protocol.parse_client_message(text_data, self._defaults())
                 if isinstance(message, SpeechConfig):
-                    await self._on_speech_config(message)
+                    await self._on_speech_config(message, now)
                 elif isinstance(message, SpeechEnd):
-                    await self._on_speech_end()
+                    await self._send_outputs(self.session.end(now))
         except ClientError as exc:
             await self._send_error(exc)
         if bytes_data is not None:
@@ -161,54 +164,30 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
 
     # --- client messages ---
 
-    async def _on_speech_config(self, config: SpeechConfig) -> None:
-        if self.state is not State.CONNECTED:
-            raise ClientError(ErrorCode.INVALID_STATE, "speech.config was already received")
-        cfg = settings.OPENASR
-        if not self.model.multilingual and config.language.lower() not in {"en", "en-us", "en-gb"}:
-            raise protocol.invalid(
-                f"Invalid 'language': the serving model {self.model.model_id} is English-only"
-            )
-        if NODE.active_sessions >= cfg.max_sessions or NODE.draining:
-            metrics.CONNECTIONS_REJECTED_LIMIT.inc()
-            raise ClientError(
-                ErrorCode.SESSION_LIMIT,
-                f"Maximum concurrent sessions reached ({cfg.max_sessions}); try again later",
-            )
-        key_limit = self.key.get("max_sessions") if self.key else None
-        if key_limit is not None and NODE.sessions_of_key(self._key_id() or "") >= key_limit:
-            metrics.CONNECTIONS_REJECTED_LIMIT.inc()
-            raise ClientError(
-                ErrorCode.SESSION_LIMIT,
-                f"Maximum concurrent sessions for this API key reached ({key_limit}); "
-                "try again later",
-            )
+    async def _on_speech_config(self, config: SpeechConfig, now: float) -> None:
+        self.session.check_can_configure()
+        self.session.check_config(config, self.model.model_id, self.model.multilingual)
+        admission.check_session_caps(self.key)
         await admission.admit(self.channel_name, config)
-        resume: ResumeState | None = None
-        session_id = new_session_id()
-        if config.resume_checkpoint is not None:
-            session_id, resume = await checkpoints.resolve_resume(
-                config.resume_checkpoint, self._key_id(), checkpoints.get_store()
-            )
-            if session_id in NODE.sessions:
-                raise ClientError(
-                    ErrorCode.SESSION_NOT_FOUND,
-                    f"Cannot resume: session {session_id} is live on another connection",
-                )
-        await self._claim_live(session_id)
-        session = Session(
+        try:
+            session_id, resume = await self._resolve(config)
+            await live.claim(self.channel_layer, self.channel_name, session_id)
+        except ClientError:
+            admission.release(self.channel_name)
+            raise
+        outputs = self.session.start(
             session_id,
             config,
-            self._limits(),
             model_id=self.model.model_id,
+            multilingual=self.model.multilingual,
             resume=resume,
             signer=lambda cp: checkpoints.sign(cp, self._key_id()),
+            now=now,
         )
-        self.session = session
-        self.state = State.CONFIGURED
+        self._registered = True
         session_id_var.set(session_id)
         NODE.session_started(session_id, self.channel_name, self._key_id())
-        self._spawn(self._refresh_live(session_id))
+        self._spawn(live.refresh_forever(self.channel_name, session_id))
         metrics.SESSIONS_CREATED.inc()
         if self.key:
             metrics.KEY_SESSIONS.labels(key_name=self.key["name"]).inc()
@@ -221,308 +200,202 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             config.overlap_duration_ms,
             self.model.model_id,
         )
-        extra: dict[str, Any] = {}
-        if resume is not None:
-            extra["resumed"] = True
-            extra["last_audio_ms"] = resume.last_audio_ms
-        await self.send(
-            text_data=protocol.config_ack_event(
-                session_id, config.effective(self.model.model_id), **extra
-            )
-        )
+        await self._send_outputs(outputs)
 
-    async def _on_audio(self, data: bytes) -> None:
-        if self.session is None or self.state is not State.CONFIGURED:
-            if self.state is State.CONNECTED:
-                raise ClientError(ErrorCode.INVALID_STATE, "Audio before speech.config")
-            raise ClientError(ErrorCode.INVALID_STATE, "Audio after speech.end")
-        if not data:
-            return  # an empty frame is ignored (PROTOCOL.md "Audio")
+    async def _resolve(self, config: SpeechConfig) -> tuple[str, ResumeState | None]:
+        """A new session id, or the resumed session's id and state."""
+        if config.resume_checkpoint is None:
+            return new_session_id(), None
+        session_id, resume = await checkpoints.resolve_resume(
+            config.resume_checkpoint, self._key_id(), checkpoints.get_store()
+        )
+        if session_id in NODE.sessions:
+            raise ClientError(
+                ErrorCode.SESSION_NOT_FOUND,
+                f"Cannot resume: session {session_id} is live on another connection",
+            )
+        return session_id, resume
+
+    async def _on_audio(self, data: bytes, now: float) -> None:
+        outputs = self.session.feed_audio(data, now)
         metrics.AUDIO_BYTES_RECEIVED.inc(len(data))
         metrics.AUDIO_CHUNKS_RECEIVED.inc()
-        refused_before = self.session.refused_ms_total
-        outputs = self.session.feed_audio(data)
-        if self.session.refused_ms_total > refused_before:
-            # The session reports the refusal as a speech.error of its own (not a ClientError:
-            # the session goes on), so it is counted here rather than in _send_error.
-            metrics.AUDIO_REFUSED_MS.inc(self.session.refused_ms_total - refused_before)
-            metrics.ERRORS.inc()
-        await self._apply(outputs)
-
-    async def _on_speech_end(self) -> None:
-        if self.session is None or self.state is State.CONNECTED:
-            raise ClientError(ErrorCode.INVALID_STATE, "speech.end before speech.config")
-        if self.state is not State.CONFIGURED:
-            raise ClientError(ErrorCode.INVALID_STATE, "speech.end was already received")
-        self.state = State.ENDING
-        await self._apply(self.session.end())
+        if outputs.refused_ms:
+            metrics.AUDIO_REFUSED_MS.inc(outputs.refused_ms)
+        await self._send_outputs(outputs)
 
     # --- channel-layer events ---
 
     async def asr_accepted(self, message: dict[str, Any]) -> None:
-        """A worker started our window: restart the timeout for the inference itself."""
-        if self._is_current(message):
-            self.pending["accepted_at"] = time.monotonic()  # type: ignore[index]
-            self._arm_watchdog()
+        """A worker started one of our windows."""
+        self.session.on_accepted(JobAccepted.from_message(message), time.monotonic())
 
     async def asr_result(self, message: dict[str, Any]) -> None:
-        """A worker finished a window (or failed it)."""
-        metrics.observe_result(message)
-        if self.session is None or not self._is_current(message):
-            return  # stale: a retried window answered twice, or the session is gone
-        pending = self.pending
-        assert pending is not None
-        if not message.get("ok"):
-            log.warning(
-                "window %s failed on a worker: %s",
-                message.get("window_index"),
-                message.get("error"),
-            )
-            await self._retry(pending, reason="worker error")
-            return
-        self._clear_pending()
-        admission.observe(message)
-        try:
-            outputs = self.session.on_result(
-                int(message["window_index"]), segments_from_wire(message["segments"])
-            )
-            await self._apply(outputs)
-            latency_s = time.monotonic() - pending["window_complete_at"]
-            metrics.WINDOW_LATENCY.observe(latency_s)
-            # One line per window for benchmarks/latency.py.
-            log.debug(
-                "window-timing index=%s latency_s=%.4f inference_s=%.4f queue_wait_s=%.4f "
-                "audio_s=%.3f",
-                message["window_index"],
-                latency_s,
-                float(message.get("inference_s", -1)),
-                float(message.get("queue_wait_s", -1)),
-                float(message.get("audio_s", -1)),
-            )
-        except ClientError as exc:
-            await self._send_error(exc)
+        """A worker finished (or failed) one of our windows."""
+        result = JobResult.from_message(message)
+        metrics.observe_result(result)
+        if not result.ok:
+            log.warning("window %d failed on a worker: %s", result.window_index, result.error)
+        if result.ok:
+            admission.observe(result)
+        await self._send_outputs(self.session.on_result(result, time.monotonic()))
 
     async def asr_live_probe(self, message: dict[str, Any]) -> None:
-        """Another connection wants to resume a session: answer if this one still owns it."""
-        if self.session is not None and self.session.session_id == message.get("session_id"):
-            await self.channel_layer.send(
-                message["reply_channel"],
-                {"type": "asr.live_ack", "session_id": message["session_id"]},
-            )
+        """Another connection wants to resume a session: answer if this one owns it."""
+        await live.answer_probe(self.channel_layer, message, self.session.session_id)
 
     # --- outgoing ---
 
-    async def _apply(self, outputs: Outputs) -> None:
-        """Store the session's checkpoint, send its events in order, submit its jobs, close."""
+    async def _send_outputs(self, outputs: Outputs) -> None:
+        """Store the checkpoint, send the events in order, submit the jobs, close if told."""
+        checkpoint = next((e for e in reversed(outputs.events) if isinstance(e, Checkpoint)), None)
         # Store before sending: a client never holds a checkpoint that resume-by-session_id
         # cannot find (a node may die right after the send).
-        if outputs.checkpoint is not None and self.session is not None:
-            await self._store_checkpoint(outputs.checkpoint)
-        for event in outputs.events:
-            await self.send(text_data=event)
-        if outputs.backpressure_events:
-            metrics.BACKPRESSURE_EVENTS.inc(outputs.backpressure_events)
-        if outputs.windows_skipped:
-            metrics.VAD_SKIPPED_WINDOWS.inc(outputs.windows_skipped)
+        if checkpoint is not None and self.session.has_progress:
+            await self._store_checkpoint(checkpoint)
+        events = self._budgeted(outputs.events)
+        for event in events:
+            if isinstance(event, Close):
+                await self.close(code=event.code)
+                break
+            await self.send(text_data=protocol.encode(event, self.session.session_id))
+        metrics.BACKPRESSURE_EVENTS.inc(sum(isinstance(e, Backpressure) for e in events))
+        metrics.VAD_SKIPPED_WINDOWS.inc(outputs.windows_skipped)
+        metrics.INFERENCE_RETRIES.inc(outputs.resends)
         for job in outputs.jobs:
-            await self._submit(job)
-        if outputs.close_code is not None:
-            self.state = State.ENDED
-            await self.close(code=outputs.close_code)
+            await self._send_job(job.to_message())
+        self._count_pending()
+
+    def _budgeted(self, events: list[Event]) -> list[Event]:
+        """Errors pass through the connection's error budget; a fatal one always goes out."""
+        kept: list[Event] = []
+        now = time.monotonic()
+        for i, event in enumerate(events):
+            fatal = i + 1 < len(events) and isinstance(events[i + 1], Close)
+            if isinstance(event, Error):
+                metrics.ERRORS.inc()
+            if not isinstance(event, Error) or fatal:
+                kept.append(event)
+                continue
+            verdict = self.errors.on_error(now)
+            if verdict.abusive:
+                metrics.CONNECTIONS_CLOSED_POLICY.inc()
+                return kept + self.session.fail(abuse_error()).events
+            if not verdict.send:
+                metrics.ERRORS_SUPPRESSED.inc()
+                continue
+            if verdict.suppressed:
+                event = Error(
+                    event.code,
+                    f"{event.message} ({verdict.suppressed} more errors "
+                    "were not sent: at most 5 per second)",
+                )
+            kept.append(event)
+        return kept
 
     async def _send_error(self, exc: ClientError) -> None:
-        metrics.ERRORS.inc()
-        sid = self.session.session_id if self.session else None
         log.info("client error %s: %s", exc.code, exc.message)
-        await self.send(text_data=protocol.error_event(sid, exc.code, exc.message))
-        if exc.close_code is not None:
-            await self.close(code=exc.close_code)
-
-    async def _store_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        assert self.session is not None
-        try:
-            await checkpoints.get_store().asave(self.session.session_id, checkpoint)
-        except Exception:
-            # The client still got the checkpoint; resume with the full object works.
-            metrics.REDIS_ERRORS.labels(operation="checkpoint_save").inc()
-            log.warning("could not store the checkpoint", exc_info=True)
-
-    # --- live-session markers ---
-
-    async def _claim_live(self, session_id: str) -> None:
-        """Mark ``session_id`` live on this connection, across nodes (PROTOCOL.md "Checkpoints
-        and resume"). A marker whose owner does not answer a probe is taken over at once, so a
-        resume right after a node was SIGKILLed does not wait for the marker's TTL."""
-        live = checkpoints.get_live_sessions()
-        try:
-            owner = await live.aclaim(session_id, self.channel_name)
-            if owner is None:
-                return
-            if owner and not await self._owner_answers(owner, session_id):
-                if await live.atakeover(session_id, owner, self.channel_name):
-                    log.info("took over session %s from %s (owner gone)", session_id, owner)
-                    return
-        except Exception:
-            # Redis away: without the marker the refusal holds on this node only (NODE
-            # .sessions); better than refusing every session. Counted and logged.
-            metrics.REDIS_ERRORS.labels(operation="live_claim").inc()
-            log.warning("could not claim live marker of %s", session_id, exc_info=True)
+        if self.session.state is State.ENDED:
             return
-        raise ClientError(
-            ErrorCode.SESSION_NOT_FOUND,
-            f"Cannot resume: session {session_id} is live on another connection",
-        )
+        await self._send_outputs(self.session.fail(exc))
 
-    async def _owner_answers(self, owner: str, session_id: str) -> bool:
-        """Probe the owning consumer over the channel layer; a dead node's channel is silent.
-        Waits on a channel of its own: this consumer's dispatch is busy with speech.config."""
-        reply = await self.channel_layer.new_channel()
-        await self.channel_layer.send(
-            owner, {"type": "asr.live_probe", "session_id": session_id, "reply_channel": reply}
-        )
-        try:
-            await asyncio.wait_for(
-                self.channel_layer.receive(reply), checkpoints.LIVE_PROBE_TIMEOUT_S
-            )
-        except TimeoutError:
-            return False
-        return True
-
-    async def _refresh_live(self, session_id: str) -> None:
-        live = checkpoints.get_live_sessions()
-        while True:
-            await asyncio.sleep(checkpoints.LIVE_REFRESH_S)
-            try:
-                if not await live.arefresh(session_id, self.channel_name):
-                    # Lost (expired during a Redis outage, or taken over): claim it back.
-                    await live.aclaim(session_id, self.channel_name)
-            except Exception:
-                metrics.REDIS_ERRORS.labels(operation="live_refresh").inc()
-                log.warning("could not refresh live marker of %s", session_id, exc_info=True)
-
-    async def _release_live(self, session_id: str) -> None:
-        try:
-            await checkpoints.get_live_sessions().arelease(session_id, self.channel_name)
-        except Exception:
-            metrics.REDIS_ERRORS.labels(operation="live_release").inc()
-            log.warning("could not release live marker of %s", session_id, exc_info=True)
-
-    # --- inference jobs ---
-
-    async def _submit(self, job: Job) -> None:
-        assert self.session is not None
-        self.pending = {
-            "job": job,
-            "attempt": 0,
-            "window_complete_at": time.monotonic(),
-        }
-        NODE.job_submitted()
-        await self._send_job()
-
-    async def _send_job(self) -> None:
-        pending = self.pending
-        assert pending is not None and self.session is not None
-        job: Job = pending["job"]
-        message = {
-            "type": JOB_TYPE,
-            "reply_channel": self.channel_name,
-            "session_id": self.session.session_id,
-            "window_index": job.window_index,
-            "attempt": pending["attempt"],
-            "audio": encode_samples(job.samples),
-            "language": job.language,
-            "prompt": job.prompt,
-            "beam_size": job.beam_size,
-            "n_threads": job.n_threads,
-            "audio_ctx": job.audio_ctx,
-            "enqueued_at": time.time(),
-        }
+    async def _send_job(self, message: dict[str, Any]) -> None:
+        message["enqueued_at"] = time.time()
         metrics.INFERENCE_JOBS_SUBMITTED.inc()
         try:
             await self.channel_layer.send(INFERENCE_CHANNEL, message)
         except ChannelFull:
+            # The inference client re-sends it when its deadline passes.
             metrics.INFERENCE_JOBS_DROPPED.inc()
-            log.warning("inference queue full; window %d will be re-sent", job.window_index)
+            log.warning("inference queue full; window %d will be re-sent", message["window_index"])
         except Exception:
             metrics.REDIS_ERRORS.labels(operation="job_send").inc()
-            log.warning("could not submit window %d", job.window_index, exc_info=True)
-        self._arm_watchdog()
+            log.warning("could not submit window %d", message["window_index"], exc_info=True)
 
-    def _arm_watchdog(self) -> None:
-        if self.watchdog is not None:
-            self.watchdog.cancel()
-        self.watchdog = self._spawn(self._job_watchdog())
+    async def _store_checkpoint(self, checkpoint: Checkpoint) -> None:
+        try:
+            await checkpoints.get_store().asave(self.session.session_id, checkpoint.payload)
+        except Exception:
+            # The client still gets the checkpoint; resume with the full object works.
+            metrics.REDIS_ERRORS.labels(operation="checkpoint_save").inc()
+            log.warning("could not store the checkpoint", exc_info=True)
 
-    async def _job_watchdog(self) -> None:
-        await asyncio.sleep(settings.OPENASR.inference_timeout_s)
-        if self.pending is not None:
-            self.watchdog = None
-            await self._retry(self.pending, reason="timeout")
+    # --- timers ---
 
-    async def _retry(self, pending: dict[str, Any], *, reason: str) -> None:
-        """Re-send the window in flight (same index: the session ignores a late duplicate)."""
-        cfg = settings.OPENASR
-        if pending["attempt"] >= cfg.inference_retries:
-            self._clear_pending()
-            await self._send_error(
-                ClientError(
-                    ErrorCode.SERVICE_UNAVAILABLE,
-                    f"No inference worker answered for window {pending['job'].window_index} "
-                    f"after {cfg.inference_retries + 1} attempts ({reason}); the last checkpoint "
-                    "is stored: resume with it later",
-                    close_code=protocol.CLOSE_TRY_AGAIN,
-                )
+    async def _ticker(self) -> None:
+        """Inference deadlines, the config and idle deadlines, and key revocation."""
+        next_key_check = time.monotonic()
+        while self.session.state is not State.ENDED:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            await self._send_outputs(self.session.tick(now))
+            busy = self.session.inference.in_flight is not None or (
+                self.session.state is State.ENDING
             )
+            expired = self.deadlines.expired(
+                now, configured=self.session.state is not State.CONNECTED, busy=busy
+            )
+            if expired is not None:
+                await self._send_error(expired)
+            elif now >= next_key_check:
+                next_key_check = now + settings.OPENASR.api_key_cache_s
+                if not await akey_active(self.key):
+                    metrics.SESSIONS_REVOKED.inc()
+                    await self._send_error(
+                        ClientError(
+                            ErrorCode.UNAUTHORIZED,
+                            "The API key of this session was revoked or has expired",
+                            close_code=CloseCode.KEY_REVOKED,
+                        )
+                    )
+
+    # --- cleanup ---
+
+    async def _cleanup(self) -> None:
+        """Release everything the connection holds; safe to run twice, never raises."""
+        if self._cleaned:
             return
-        pending["attempt"] += 1
-        metrics.INFERENCE_RETRIES.inc()
-        log.warning(
-            "re-sending window %d (attempt %d, %s)",
-            pending["job"].window_index,
-            pending["attempt"],
-            reason,
-        )
-        await self._send_job()
-
-    def _is_current(self, message: dict[str, Any]) -> bool:
-        return (
-            self.pending is not None
-            and message.get("window_index") == self.pending["job"].window_index
-        )
-
-    def _clear_pending(self) -> None:
-        if self.pending is not None:
-            self.pending = None
-            NODE.job_finished()
-        if self.watchdog is not None:
-            self.watchdog.cancel()
-            self.watchdog = None
+        self._cleaned = True
+        current = asyncio.current_task()
+        tasks = [t for t in getattr(self, "_tasks", ()) if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        admission.release(getattr(self, "channel_name", ""))
+        session: Session | None = getattr(self, "session", None)
+        if session is not None:
+            session.abandon()
+        self._count_pending()
+        if self._registered:
+            self._registered = False
+            assert session is not None
+            await live.release(self.channel_name, session.session_id)
+            NODE.session_ended(session.session_id)
+            metrics.SESSIONS_DESTROYED.inc()
+        if self._counted:
+            self._counted = False
+            NODE.connection_closed(self._key_id())
 
     # --- helpers ---
 
-    async def _idle_watchdog(self) -> None:
-        timeout = settings.OPENASR.idle_timeout_s
-        while True:
-            await asyncio.sleep(min(IDLE_CHECK_INTERVAL_S, timeout))
-            busy = self.pending is not None or self.state is State.ENDING
-            if not busy and time.monotonic() - self.last_activity > timeout:
-                await self._send_error(
-                    ClientError(
-                        ErrorCode.INVALID_STATE,
-                        f"Idle timeout: no message for {timeout} s; closing",
-                        close_code=protocol.CLOSE_IDLE_TIMEOUT,
-                    )
-                )
-                return
+    def _count_pending(self) -> None:
+        """Keep ``NODE.inference_pending`` in step with the session's job in flight."""
+        session: Session | None = getattr(self, "session", None)
+        pending = session is not None and session.inference.in_flight is not None
+        if pending and not self._pending:
+            NODE.job_submitted()
+        elif self._pending and not pending:
+            NODE.job_finished()
+        self._pending = pending
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
+        self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
+        self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
@@ -544,6 +417,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             audio_buffer_ms=cfg.audio_buffer_ms,
             max_transcript_bytes=cfg.max_transcript_bytes,
             max_session_ms=cfg.max_session_s * 1000,
+            max_audio_speed=cfg.max_audio_speed,
             vad=cfg.vad,
             vad_threshold=cfg.vad_threshold,
             streaming_policy=cfg.streaming_policy,
@@ -551,4 +425,6 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             n_threads=cfg.effective_threads,
             audio_ctx_auto=cfg.audio_ctx == "auto",
             prompt=cfg.prompt == "transcript",
+            inference_timeout_s=cfg.inference_timeout_s,
+            inference_retries=cfg.inference_retries,
         )

@@ -16,10 +16,10 @@ deployment from counting a window twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+from transcription.inference.messages import JobResult
 
 # The seed exposes exactly its sample names; the default registry would add an
 # ``openasr_*_created`` series per counter and histogram (multiprocess mode never has them).
@@ -104,6 +104,19 @@ KEY_SESSIONS = Counter("openasr_key_sessions", "Sessions created per API key nam
 AUDIO_REFUSED_MS = Counter(
     "openasr_audio_refused_ms", "Audio refused because the session buffer was full (ms)"
 )
+INTERNAL_ERRORS = Counter(
+    "openasr_internal_errors", "Unexpected server errors: speech.error INTERNAL_ERROR, close 1011"
+)
+ERRORS_SUPPRESSED = Counter(
+    "openasr_errors_suppressed", "speech.error events held back by the per-connection error budget"
+)
+CONNECTIONS_CLOSED_POLICY = Counter(
+    "openasr_connections_closed_policy",
+    "Connections closed with 1008: sustained abuse, or a client that stopped reading",
+)
+SESSIONS_REVOKED = Counter(
+    "openasr_sessions_revoked", "Live sessions ended because their API key was revoked or expired"
+)
 FRAME_HANDLE = Histogram(
     "openasr_frame_handle_seconds",
     "Time the consumer spends handling one binary audio frame (decode, buffer, VAD, submit)",
@@ -111,30 +124,26 @@ FRAME_HANDLE = Histogram(
 )
 
 
-def _figure(message: Mapping[str, Any], key: str) -> float | None:
-    """A non-negative finite number from a result message, or None (older worker, bad value)."""
-    try:
-        value = float(message[key])
-    except (KeyError, TypeError, ValueError):
-        return None
+def _figure(value: float) -> float | None:
+    """A non-negative finite figure from a result, or None (a bogus value)."""
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def observe_result(message: Mapping[str, Any]) -> None:
+def observe_result(result: JobResult) -> None:
     """Called by the consumer for every ``asr.result`` it receives, current or stale (a retried
     window answered twice was still inferred twice): record the worker's figures."""
-    if not message.get("ok"):
-        # The worker caught an exception and replied ``ok: false`` instead of dying.
+    if not result.ok:
+        # The worker caught an exception and replied with a failure instead of dying.
         INFERENCE_JOBS_DROPPED.inc()
         return
     INFERENCE_JOBS_COMPLETED.inc()
-    TRANSCRIPTION_SEGMENTS.inc(len(message.get("segments") or ()))
-    inference_s = _figure(message, "inference_s")
-    audio_s = _figure(message, "audio_s")
-    queue_wait_s = _figure(message, "queue_wait_s")
+    TRANSCRIPTION_SEGMENTS.inc(len(result.segments))
+    inference_s = _figure(result.inference_s)
+    audio_s = _figure(result.audio_s)
+    queue_wait_s = _figure(result.queue_wait_s)
     if inference_s is not None:
         INFERENCE_DURATION.observe(inference_s)
-    if audio_s is not None:
+    if audio_s:
         AUDIO_WINDOW_DURATION.observe(audio_s)
     if inference_s is not None and audio_s:
         REAL_TIME_FACTOR.observe(inference_s / audio_s)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from openasr_site.config import BASE_DIR
+from transcription.modelfiles.ggml import GGML_MAGIC
 
-GGML_MAGIC = 0x67676D6C
 MULTILINGUAL_MIN_VOCAB = 51865  # whisper.cpp: n_vocab >= 51865 means multilingual
 
 

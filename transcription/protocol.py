@@ -1,22 +1,33 @@
-"""The wire format: client messages, server events, error codes and close codes.
+"""The ``/transcribe`` wire format: parse client frames into typed messages, encode events.
 
-Normative: ``shared/spec/PROTOCOL.md`` ("Session state machine", "speech.config", "Windows and
-events") and the C++ seed README ("Messages", "Error Codes"). Every rule of the spec about the
-shape of a message has its home here; the consumer only calls ``parse_client_message`` and the
-``*_event`` builders.
+Normative: ``docs/PROTOCOL.md`` ("Session state machine", "Client messages", "Server events")
+and the C++ seed README ("Messages", "Error Codes"). Every rule about the shape of a frame has
+its home here: the consumer calls ``parse_client_message`` on each text frame and ``encode`` on
+each typed event (``events.py``) the session returns. Another wire protocol gets a module of
+its own beside this one, on the same events.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
+from transcription.events import (
+    Backpressure,
+    Checkpoint,
+    Close,
+    ConfigAck,
+    Error,
+    Event,
+    Hypothesis,
+    Phrase,
+    invalid,
+)
 from transcription.inference.types import Word
 
-# --- limits of the wire format (PROTOCOL.md "speech.config") ---
+# --- limits of the wire format (docs/PROTOCOL.md "speech.config") ---
 LANGUAGE_MAX_CHARS = 16
 MODEL_ID_MAX_CHARS = 128
 SAMPLE_RATE_MIN_HZ = 8000
@@ -24,42 +35,11 @@ SAMPLE_RATE_MAX_HZ = 96000
 WINDOW_MIN_MS = 1000
 WINDOW_MAX_MS = 60000
 ENCODINGS = ("pcm_s16le", "opus")
-
-# --- close codes (RFC 6455 section 7.4.1) ---
-# An application may only send 1000 or 3000-4999 (autobahn enforces it), so our own reasons
-# mirror the RFC codes in the private 4000 range. 1009 is sent by the WebSocket layer itself.
-CLOSE_NORMAL = 1000
-CLOSE_TOO_BIG = 1009
-CLOSE_IDLE_TIMEOUT = 4008  # mirrors 1008 policy violation: no message for WSS_IDLE_TIMEOUT_S
-CLOSE_TRY_AGAIN = 4013  # mirrors 1013 try again later: node full/draining, no worker
-
-
-class ErrorCode(enum.StrEnum):
-    """The ``code`` of a ``speech.error`` (seed "Error Codes", plus two server-side ones)."""
-
-    INVALID_MESSAGE = "INVALID_MESSAGE"
-    INVALID_STATE = "INVALID_STATE"
-    SESSION_LIMIT = "SESSION_LIMIT"
-    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
-    AUDIO_ERROR = "AUDIO_ERROR"
-    RATE_LIMITED = "RATE_LIMITED"
-    # Not in the seed; seed clients show the message. Sent when no inference worker answers.
-    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
-    INTERNAL_ERROR = "INTERNAL_ERROR"
-
-
-class ClientError(Exception):
-    """A client mistake: becomes one ``speech.error``; ``close_code`` set when it is fatal."""
-
-    def __init__(self, code: ErrorCode, message: str, *, close_code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.close_code = close_code
-
-
-def invalid(message: str) -> ClientError:
-    return ClientError(ErrorCode.INVALID_MESSAGE, message)
+# Hostile JSON (docs/PROTOCOL.md "Client messages"): the deepest legitimate frame is a
+# resume_checkpoint's word list (depth 5); integers beyond 20 digits fit no field, and Python
+# refuses to parse more than 4300 digits at all (ValueError, not JSONDecodeError).
+JSON_MAX_DEPTH = 16
+JSON_MAX_INT_DIGITS = 20
 
 
 # --- client messages ---
@@ -67,7 +47,7 @@ def invalid(message: str) -> ClientError:
 
 @dataclass(frozen=True, slots=True)
 class ConfigDefaults:
-    """Server-side defaults for fields a ``speech.config`` omits (PROTOCOL.md "speech.config")."""
+    """Server-side defaults for fields a ``speech.config`` omits."""
 
     language: str = "en"
     sample_rate: int = 16000
@@ -111,7 +91,7 @@ ClientMessage = SpeechConfig | SpeechEnd
 
 def _int_field(payload: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> int:
     value = payload.get(name, default)
-    # JSON booleans are not integers, and 5000.0 is not a JSON integer (PROTOCOL.md)
+    # JSON booleans are not integers, and 5000.0 is not a JSON integer (docs/PROTOCOL.md)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise invalid(f"Missing or invalid '{name}': must be an integer between {lo} and {hi}")
     return value
@@ -155,12 +135,60 @@ def parse_speech_config(payload: Mapping[str, Any], defaults: ConfigDefaults) ->
     )
 
 
+def _reject_constant(name: str) -> NoReturn:
+    raise invalid(f"Malformed JSON: {name} is not a JSON number")
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > JSON_MAX_INT_DIGITS:
+        raise invalid(f"Invalid number: integers have at most {JSON_MAX_INT_DIGITS} digits")
+    return int(digits)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise invalid("Invalid number: out of range")
+    return value
+
+
+def _check_tree(value: Any, depth: int = 0) -> None:
+    """Refuse what ``json.loads`` accepts but nothing downstream should see: nesting deeper
+    than any message has, and strings with lone surrogates (``"\\ud800"`` is valid JSON
+    text but not encodable as UTF-8, so it would fail later, wherever it is echoed)."""
+    if depth > JSON_MAX_DEPTH:
+        raise invalid(f"Invalid message: nested deeper than {JSON_MAX_DEPTH} levels")
+    if isinstance(value, str):
+        _check_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_tree(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_tree(item, depth + 1)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid("Invalid string: contains a lone UTF-16 surrogate") from None
+
+
 def parse_client_message(text: str, defaults: ConfigDefaults) -> ClientMessage:
     """Parse one text frame into a typed message or raise ``ClientError(INVALID_MESSAGE)``."""
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        data = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+        )
+    except (ValueError, RecursionError):
+        # JSONDecodeError is a ValueError; so is int()'s refusal of a huge literal.
         raise invalid("Malformed JSON: the text frame is not valid JSON") from None
+    _check_tree(data)
     if not isinstance(data, dict):
         raise invalid("Invalid message: must be a JSON object with 'type' and 'payload'")
     msg_type = data.get("type")
@@ -173,18 +201,10 @@ def parse_client_message(text: str, defaults: ConfigDefaults) -> ClientMessage:
         return parse_speech_config(payload, defaults)
     if msg_type == "speech.end":
         return SpeechEnd()
-    raise invalid(f"Unknown message type '{msg_type[:64]}'")
+    raise invalid(f"Unknown message type {msg_type[:64]!r}")
 
 
 # --- server events ---
-
-
-def _event(event_type: str, session_id: str | None, payload: Mapping[str, Any]) -> str:
-    return json.dumps(
-        {"type": event_type, "session_id": session_id or "", "payload": payload},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
 
 
 def words_payload(words: Sequence[Word]) -> list[dict[str, Any]]:
@@ -200,66 +220,59 @@ def words_payload(words: Sequence[Word]) -> list[dict[str, Any]]:
     ]
 
 
-def confidence(words: Sequence[Word]) -> float:
-    """A phrase's confidence: the mean word probability (0 when there are no words)."""
-    if not words:
-        return 0.0
-    return round(sum(w.probability for w in words) / len(words), 4)
+def _frame(event_type: str, session_id: str, payload: Mapping[str, Any]) -> str:
+    body = {"type": event_type, "session_id": session_id, "payload": payload}
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Whatever got in (a surrogate from a decoder), the frame still goes out.
+        text = json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
-def config_ack_event(session_id: str, effective_config: Mapping[str, Any], **extra: Any) -> str:
-    return _event(
-        "speech.config.ack",
-        session_id,
-        {"session_id": session_id, "effective_config": dict(effective_config), **extra},
-    )
-
-
-def hypothesis_event(
-    session_id: str, offset_ms: int, duration_ms: int, text: str, words: Sequence[Word]
-) -> str:
-    return _event(
-        "speech.hypothesis",
-        session_id,
-        {
-            "offset": offset_ms,
-            "duration": duration_ms,
-            "text": text,
-            "words": words_payload(words),
-        },
-    )
-
-
-def phrase_event(
-    session_id: str,
-    offset_ms: int,
-    duration_ms: int,
-    text: str,
-    words: Sequence[Word],
-    status: Literal["Success", "EndOfStream"],
-    phrase_confidence: float | None = None,
-) -> str:
-    return _event(
-        "speech.phrase",
-        session_id,
-        {
-            "offset": offset_ms,
-            "duration": duration_ms,
-            "text": text,
-            "confidence": confidence(words) if phrase_confidence is None else phrase_confidence,
-            "status": status,
-            "words": words_payload(words),
-        },
-    )
-
-
-def checkpoint_event(session_id: str, checkpoint: Mapping[str, Any]) -> str:
-    return _event("speech.checkpoint", session_id, checkpoint)
-
-
-def backpressure_event(session_id: str, action: Literal["slow_down", "ok"]) -> str:
-    return _event("speech.backpressure", session_id, {"action": action})
-
-
-def error_event(session_id: str | None, code: ErrorCode, message: str) -> str:
-    return _event("speech.error", session_id, {"code": str(code), "message": message})
+def encode(event: Event, session_id: str) -> str:
+    """The text frame of one event (``Close`` has none: the consumer closes the socket)."""
+    match event:
+        case ConfigAck():
+            ack: dict[str, Any] = {
+                "session_id": session_id,
+                "effective_config": dict(event.effective_config),
+            }
+            if event.resumed:
+                ack.update(resumed=True, last_audio_ms=event.last_audio_ms)
+            return _frame("speech.config.ack", session_id, ack)
+        case Hypothesis():
+            return _frame(
+                "speech.hypothesis",
+                session_id,
+                {
+                    "offset": event.offset_ms,
+                    "duration": event.duration_ms,
+                    "text": event.text,
+                    "words": words_payload(event.words),
+                },
+            )
+        case Phrase():
+            return _frame(
+                "speech.phrase",
+                session_id,
+                {
+                    "offset": event.offset_ms,
+                    "duration": event.duration_ms,
+                    "text": event.text,
+                    "confidence": event.confidence,
+                    "status": event.status,
+                    "words": words_payload(event.words),
+                },
+            )
+        case Checkpoint():
+            return _frame("speech.checkpoint", session_id, event.payload)
+        case Backpressure():
+            return _frame("speech.backpressure", session_id, {"action": event.action})
+        case Error():
+            return _frame(
+                "speech.error", session_id, {"code": str(event.code), "message": event.message}
+            )
+        case Close():
+            raise ValueError("a Close event has no frame")

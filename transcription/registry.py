@@ -16,18 +16,31 @@ class NodeState:
     """Counters of this daphne process; the consumer updates them, health reads them."""
 
     connections: int = 0
+    connection_keys: dict[str, int] = field(default_factory=dict)  # API key id → connections
     sessions: dict[str, str] = field(default_factory=dict)  # session id → consumer channel
     session_keys: dict[str, str] = field(default_factory=dict)  # session id → API key id
     inference_pending: int = 0
     draining: bool = False
 
-    def connection_opened(self) -> None:
+    def connection_opened(self, key_id: str | None = None) -> None:
         self.connections += 1
+        if key_id is not None:
+            self.connection_keys[key_id] = self.connection_keys.get(key_id, 0) + 1
         metrics.ACTIVE_CONNECTIONS.set(self.connections)
 
-    def connection_closed(self) -> None:
+    def connection_closed(self, key_id: str | None = None) -> None:
         self.connections = max(0, self.connections - 1)
+        if key_id is not None:
+            left = self.connection_keys.get(key_id, 0) - 1
+            if left > 0:
+                self.connection_keys[key_id] = left
+            else:
+                self.connection_keys.pop(key_id, None)
         metrics.ACTIVE_CONNECTIONS.set(self.connections)
+
+    def connections_of_key(self, key_id: str) -> int:
+        """Open connections on this node made with one API key (its per-key cap)."""
+        return self.connection_keys.get(key_id, 0)
 
     def session_started(self, session_id: str, channel: str, key_id: str | None = None) -> None:
         self.sessions[session_id] = channel

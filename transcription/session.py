@@ -1,10 +1,11 @@
-"""One transcription session, sans-IO: audio bytes and inference results in, events and jobs out.
+"""One connection's session, sans-IO: frames, worker replies and the clock in; typed events and
+jobs out.
 
-Normative: ``shared/spec/PROTOCOL.md`` "Windows and events", "Flow control and limits",
-"Checkpoints and resume". The consumer owns the socket and the channel layer; this object owns
-everything else about a session: the audio pipeline, which span is transcribed next (the
-streaming policy), the committed transcript, backpressure and the session's limits. It never
-awaits, so it is tested in milliseconds and serves the in-process and Redis deployments alike.
+Normative: ``docs/PROTOCOL.md`` "Session state machine", "Windows and events", "Flow control
+and limits", "Checkpoints and resume". The ``Session`` owns the only connection state and the
+job in flight; the consumer owns the socket, the channel layer and the stores. It never awaits
+and never reads a clock (``now`` comes in as an argument), so it is tested in milliseconds and
+serves every wire protocol and both deployments alike.
 """
 
 from __future__ import annotations
@@ -15,31 +16,58 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
-from transcription import protocol
+from transcription.audio import SAMPLE_RATE_HZ
+from transcription.audio.buffer import AudioBuffer
 from transcription.audio.decode import AudioDecodeError
 from transcription.audio.pipeline import AudioPipeline
 from transcription.audio.vad import make_vad
-from transcription.inference.types import Segment, Word
-from transcription.policy import Span, make_policy
-from transcription.protocol import ClientError, ErrorCode, SpeechConfig
+from transcription.events import (
+    Backpressure,
+    Checkpoint,
+    ClientError,
+    Close,
+    CloseCode,
+    ConfigAck,
+    Error,
+    ErrorCode,
+    Event,
+    Hypothesis,
+    Phrase,
+    confidence,
+    error_events,
+    invalid,
+)
+from transcription.inference.client import Delivered, GiveUp, InferenceClient, Outcome, Resend
+from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
+from transcription.inference.types import Word
+from transcription.limits import AudioAllowance
+from transcription.policy import Span, StreamingPolicy, make_policy
+from transcription.protocol import SpeechConfig
 from transcription.transcript import Transcript
 
-SAMPLE_RATE_HZ = 16000
 BACKPRESSURE_SLOW_DOWN_RATIO = 0.8
 BACKPRESSURE_OK_RATIO = 0.5
 CHECKPOINT_TAIL_WORDS = 64  # words kept in a checkpoint for the merge after a resume
 SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was skipped
+AUDIO_CTX_MIN_S = 5.0  # shorter encoder contexts make Whisper drop the words of short windows
+ENGLISH = frozenset({"en", "en-us", "en-gb"})
 
 
 class State(enum.Enum):
-    """Connection states of PROTOCOL.md "Session state machine" (plus ENDING while flushing)."""
+    """Connection states (docs/PROTOCOL.md "Session state machine"), ENDING while flushing."""
 
     CONNECTED = "connected"
     CONFIGURED = "configured"
     ENDING = "ending"
     ENDED = "ended"
+
+
+_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.CONNECTED: frozenset({State.CONFIGURED, State.ENDED}),
+    State.CONFIGURED: frozenset({State.ENDING, State.ENDED}),
+    State.ENDING: frozenset({State.ENDED}),
+    State.ENDED: frozenset(),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +77,7 @@ class SessionLimits:
     audio_buffer_ms: int = 30000
     max_transcript_bytes: int = 1024 * 1024
     max_session_ms: int = 2 * 3600 * 1000
+    max_audio_speed: float = 20.0  # times real time a client may send audio
     vad: str = "silero"
     vad_threshold: float = 0.5
     streaming_policy: str = "windowed"
@@ -56,6 +85,8 @@ class SessionLimits:
     n_threads: int = 2
     audio_ctx_auto: bool = True
     prompt: bool = False  # condition each window on the committed tail (WSS_PROMPT=transcript)
+    inference_timeout_s: float = 30.0
+    inference_retries: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,38 +97,15 @@ class ResumeState:
     last_audio_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One span to transcribe; ``window_index`` makes results idempotent."""
-
-    window_index: int
-    start_ms: int
-    end_ms: int
-    samples: np.ndarray
-    language: str
-    prompt: str
-    beam_size: int
-    n_threads: int
-    audio_ctx: int
-
-    @property
-    def audio_seconds(self) -> float:
-        return len(self.samples) / SAMPLE_RATE_HZ
-
-
 @dataclass(slots=True)
 class Outputs:
-    """What one call produced: text frames to send, jobs to submit, and an optional close."""
+    """What one call produced: events to send in order (a ``Close`` last), jobs to submit."""
 
-    events: list[str] = field(default_factory=list)
-    jobs: list[Job] = field(default_factory=list)
-    close_code: int | None = None
-    checkpoint: dict[str, Any] | None = None  # the latest signed checkpoint, to store
+    events: list[Event] = field(default_factory=list)
+    jobs: list[TranscribeJob] = field(default_factory=list)
     windows_skipped: int = 0
-    backpressure_events: int = 0
-
-
-AUDIO_CTX_MIN_S = 5.0  # shorter encoder contexts make Whisper drop the words of short windows
+    refused_ms: int = 0
+    resends: int = 0
 
 
 def audio_ctx_for(seconds: float) -> int:
@@ -105,25 +113,23 @@ def audio_ctx_for(seconds: float) -> int:
     return min(1500, int(math.ceil(max(seconds, AUDIO_CTX_MIN_S) * 50)) + 64)
 
 
-class Session:
-    """A configured session. Create it after ``speech.config`` (and any resume) is accepted."""
+class _Configured:
+    """What exists only once ``speech.config`` is accepted (the audio path and the merge)."""
 
     def __init__(
         self,
         session_id: str,
         config: SpeechConfig,
         limits: SessionLimits,
-        *,
         model_id: str,
-        resume: ResumeState | None = None,
-        signer: Callable[[dict[str, Any]], dict[str, Any]] = lambda checkpoint: checkpoint,
+        resume: ResumeState | None,
+        signer: Callable[[dict[str, Any]], dict[str, Any]],
+        now: float,
     ) -> None:
         self.session_id = session_id
         self.config = config
-        self.limits = limits
         self.model_id = model_id
         self.signer = signer
-        self.state = State.CONFIGURED
         self.timeline_start_ms = resume.last_audio_ms if resume else 0
         self.transcript = resume.transcript if resume else Transcript()
         self.pipeline = AudioPipeline(
@@ -133,134 +139,255 @@ class Session:
             vad=make_vad(limits.vad, limits.vad_threshold),
             timeline_start_ms=self.timeline_start_ms,
         )
-        self.policy = make_policy(
+        self.policy: StreamingPolicy = make_policy(
             limits.streaming_policy, config.window_duration_ms, config.overlap_duration_ms
         )
-        self.in_flight: tuple[Job, Span] | None = None
+        self.allowance = AudioAllowance(limits.max_audio_speed, limits.audio_buffer_ms, now)
+        self.span: Span | None = None  # the span of the job in flight
         self.next_window_index = 0
         self.slowed_down = False
-        self.refused_ms_total = 0
 
-    # --- inputs ---
 
-    def feed_audio(self, data: bytes) -> Outputs:
-        """Called for every binary frame; refuses (never drops) audio beyond the buffer bound."""
-        if self.state is not State.CONFIGURED:
-            raise ClientError(ErrorCode.INVALID_STATE, "Audio after speech.end is not accepted")
-        out = Outputs()
-        try:
-            fed = self.pipeline.feed(data)
-        except AudioDecodeError as exc:
-            raise ClientError(ErrorCode.AUDIO_ERROR, str(exc)) from None
-        if fed.refused_ms > 0:
-            self.refused_ms_total += fed.refused_ms
-            out.events.append(
-                protocol.error_event(
-                    self.session_id,
-                    ErrorCode.RATE_LIMITED,
-                    f"Audio buffer full ({self.limits.audio_buffer_ms} ms): refused "
-                    f"{fed.refused_ms} ms of audio; slow down and resend it",
-                )
-            )
-        if self.buffer.end_ms - self.timeline_start_ms > self.limits.max_session_ms:
-            raise ClientError(
-                ErrorCode.RATE_LIMITED,
-                f"Session duration limit reached ({self.limits.max_session_ms // 1000} s of "
-                "audio); send speech.end and resume in a new session",
-            )
-        self._backpressure(out)
-        self._schedule(out)
-        return out
+class Session:
+    """One connection, from connect to close. ``start`` configures it."""
 
-    def end(self) -> Outputs:
-        """Called on ``speech.end``: flush the rest of the audio, then the final events."""
-        if self.state is not State.CONFIGURED:
-            raise ClientError(ErrorCode.INVALID_STATE, "speech.end was already received")
-        self.state = State.ENDING
-        self.pipeline.finish()
-        out = Outputs()
-        self._schedule(out)
-        return out
+    def __init__(self, limits: SessionLimits, *, reply_channel: str = "") -> None:
+        self.limits = limits
+        self.reply_channel = reply_channel
+        self.state = State.CONNECTED
+        self.inference = InferenceClient(
+            timeout_s=limits.inference_timeout_s, retries=limits.inference_retries
+        )
+        self._c: _Configured | None = None
 
-    def on_result(self, window_index: int, segments: Sequence[Segment]) -> Outputs:
-        """Called with a window's segments (times relative to the window); stale ones ignored."""
-        out = Outputs()
-        if self.in_flight is None or self.in_flight[0].window_index != window_index:
-            return out
-        job, span = self.in_flight
-        self.in_flight = None
-        shifted = [seg.shifted(job.start_ms) for seg in segments]
-        words = [w for seg in shifted for w in seg.words]
-        if job.prompt and self._skipped_speech(job, words):
-            # Conditioned on the prompt, Whisper sometimes skips the first sentence of a
-            # window and transcribes only its end: hear the window again without context.
-            retry = replace(job, prompt="", window_index=self.next_window_index)
-            self.next_window_index += 1
-            self.in_flight = (retry, span)
-            out.jobs.append(retry)
-            return out
-        decision = self.policy.on_result(span, words, self.transcript)
-        for seg in shifted:
-            if seg.text.strip():
-                out.events.append(
-                    protocol.hypothesis_event(
-                        self.session_id,
-                        seg.start_ms,
-                        seg.end_ms - seg.start_ms,
-                        seg.text.strip(),
-                        seg.words,
-                    )
-                )
-        if decision.interim:
-            out.events.append(self._hypothesis(decision.interim))
-        if decision.committed:
-            out.events.append(self._phrase(decision.committed))
-        self._release(decision.release_ms)
-        self._send_checkpoint(out)
-        if len(self.transcript.text.encode()) > self.limits.max_transcript_bytes:
-            raise ClientError(
-                ErrorCode.RATE_LIMITED,
-                f"Transcript limit reached ({self.limits.max_transcript_bytes} bytes); "
-                "send speech.end and start a new session",
-            )
-        self._backpressure(out)
-        self._schedule(out)
-        return out
+    # --- state ---
 
-    # --- derived state ---
+    def _transition(self, to: State) -> None:
+        """Move to ``to``; an illegal transition is a bug and fails loudly."""
+        if to not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"illegal session transition {self.state.value} -> {to.value}")
+        self.state = to
+        if to is State.ENDED:
+            self.inference.cancel()
 
     @property
-    def buffer(self) -> Any:
-        return self.pipeline.buffer
+    def configured(self) -> _Configured:
+        if self._c is None:
+            raise RuntimeError(f"session is {self.state.value}, not configured")
+        return self._c
+
+    @property
+    def session_id(self) -> str:
+        """The session id once configured ("" before)."""
+        return self._c.session_id if self._c else ""
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.configured.transcript
+
+    @property
+    def buffer(self) -> AudioBuffer:
+        return self.configured.pipeline.buffer
 
     @property
     def last_audio_ms(self) -> int:
         """Audio before this point is fully reflected in the transcript (resume point)."""
         return self.buffer.start_ms
 
-    def checkpoint(self) -> dict[str, Any]:
-        """The checkpoint payload (seed fields plus the word tail); unsigned."""
-        tail = self.transcript.words[-CHECKPOINT_TAIL_WORDS:]
-        return {
-            "session_id": self.session_id,
-            "last_audio_ms": self.last_audio_ms,
-            "last_text_offset": len(self.transcript.text),
-            "full_transcript": self.transcript.text,
-            "buffer_config": {
-                "window_duration_ms": self.config.window_duration_ms,
-                "overlap_duration_ms": self.config.overlap_duration_ms,
-            },
-            "backend_model_id": self.model_id,
-            "words": Transcript(list(tail)).to_json()["words"] if tail else [],
-        }
+    @property
+    def has_progress(self) -> bool:
+        """True once the session has something worth resuming: audio consumed or text."""
+        return bool(self._c and (self.last_audio_ms > 0 or self._c.transcript.text))
+
+    # --- inputs ---
+
+    def check_can_configure(self) -> None:
+        """Called before the consumer's async checks of a ``speech.config``."""
+        if self.state is not State.CONNECTED:
+            raise ClientError(ErrorCode.INVALID_STATE, "speech.config was already received")
+
+    @staticmethod
+    def check_config(config: SpeechConfig, model_id: str, multilingual: bool) -> None:
+        """What the model can do: an English-only model takes English only."""
+        if not multilingual and config.language.lower() not in ENGLISH:
+            raise invalid(f"Invalid 'language': the serving model {model_id} is English-only")
+
+    def start(
+        self,
+        session_id: str,
+        config: SpeechConfig,
+        *,
+        model_id: str,
+        multilingual: bool = True,
+        resume: ResumeState | None = None,
+        signer: Callable[[dict[str, Any]], dict[str, Any]] = lambda checkpoint: checkpoint,
+        now: float = 0.0,
+    ) -> Outputs:
+        """Called once ``speech.config`` passed every check: configure and acknowledge."""
+        self.check_can_configure()
+        self.check_config(config, model_id, multilingual)
+        self._c = _Configured(session_id, config, self.limits, model_id, resume, signer, now)
+        self._transition(State.CONFIGURED)
+        ack = ConfigAck(
+            config.effective(model_id),
+            resumed=resume is not None,
+            last_audio_ms=resume.last_audio_ms if resume else 0,
+        )
+        return Outputs(events=[ack])
+
+    def feed_audio(self, data: bytes, now: float = 0.0) -> Outputs:
+        """Called for every binary frame; refuses (never drops) audio beyond the bounds."""
+        if self.state is State.CONNECTED:
+            raise ClientError(ErrorCode.INVALID_STATE, "Audio before speech.config")
+        if self.state is not State.CONFIGURED:
+            raise ClientError(ErrorCode.INVALID_STATE, "Audio after speech.end is not accepted")
+        c = self.configured
+        out = Outputs()
+        if not data:
+            return out  # an empty frame is ignored (docs/PROTOCOL.md "Audio")
+        allowance_ms = c.allowance.available_ms(now)
+        try:
+            fed = c.pipeline.feed(data, allowance_ms)
+        except AudioDecodeError as exc:
+            raise ClientError(ErrorCode.AUDIO_ERROR, str(exc)) from None
+        c.allowance.consume(fed.accepted_ms)
+        if fed.refused_ms > 0:
+            out.refused_ms = fed.refused_ms
+            if allowance_ms < self.buffer.free_ms:
+                why = f"Audio faster than {self.limits.max_audio_speed:g}x real time"
+            else:
+                why = f"Audio buffer full ({self.limits.audio_buffer_ms} ms)"
+            out.events.append(
+                Error(
+                    ErrorCode.RATE_LIMITED,
+                    f"{why}: refused {fed.refused_ms} ms of audio; slow down and resend it",
+                )
+            )
+        if self.buffer.end_ms - c.timeline_start_ms > self.limits.max_session_ms:
+            raise ClientError(
+                ErrorCode.RATE_LIMITED,
+                f"Session duration limit reached ({self.limits.max_session_ms // 1000} s of "
+                "audio); send speech.end and resume in a new session",
+            )
+        self._backpressure(out)
+        self._schedule(out, now)
+        return out
+
+    def end(self, now: float = 0.0) -> Outputs:
+        """Called on ``speech.end``: flush the rest of the audio, then the final events."""
+        if self.state is State.CONNECTED:
+            raise ClientError(ErrorCode.INVALID_STATE, "speech.end before speech.config")
+        if self.state is not State.CONFIGURED:
+            raise ClientError(ErrorCode.INVALID_STATE, "speech.end was already received")
+        self._transition(State.ENDING)
+        self.configured.pipeline.finish()
+        out = Outputs()
+        self._schedule(out, now)
+        return out
+
+    def on_accepted(self, message: JobAccepted, now: float) -> None:
+        """A worker started a window of ours."""
+        self.inference.on_accepted(message, now)
+
+    def on_result(self, message: JobResult, now: float) -> Outputs:
+        """A worker finished (or failed) a window; stale and duplicate results are ignored."""
+        return self._outcome(self.inference.on_result(message, now), now)
+
+    def tick(self, now: float) -> Outputs:
+        """Called periodically: re-sends a window whose result is late, or gives up."""
+        return self._outcome(self.inference.tick(now), now)
+
+    def fail(self, exc: ClientError) -> Outputs:
+        """The events of a client error; a fatal one (``close_code``) ends the session."""
+        events = error_events(exc)
+        if exc.close_code is not None and self.state is not State.ENDED:
+            self._transition(State.ENDED)
+        return Outputs(events=events)
+
+    def abandon(self) -> None:
+        """The connection is gone: end without final events (nothing can be sent)."""
+        if self.state is not State.ENDED:
+            self._transition(State.ENDED)
+
+    # --- worker replies ---
+
+    def _outcome(self, outcome: Outcome | None, now: float) -> Outputs:
+        out = Outputs()
+        if outcome is None or self.state is State.ENDED:
+            return out
+        if isinstance(outcome, Resend):
+            out.jobs.append(outcome.job)
+            out.resends += 1
+        elif isinstance(outcome, GiveUp):
+            out.events += self.fail(
+                ClientError(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    f"No inference worker answered for window {outcome.window_index} after "
+                    f"{outcome.attempts} attempts ({outcome.reason}); the last checkpoint is "
+                    "stored: resume with it later",
+                    close_code=CloseCode.TRY_AGAIN,
+                )
+            ).events
+        elif isinstance(outcome, Delivered):
+            self._delivered(outcome.result, outcome.job, out, now)
+        return out
+
+    def _delivered(self, result: JobResult, job: TranscribeJob, out: Outputs, now: float) -> None:
+        c = self.configured
+        span, c.span = c.span, None
+        assert span is not None
+        shifted = [seg.shifted(span.start_ms) for seg in result.segments]
+        words = [w for seg in shifted for w in seg.words]
+        if job.prompt and self._skipped_speech(span, words):
+            # Conditioned on the prompt, Whisper sometimes skips the first sentence of a
+            # window and transcribes only its end: hear the window again without context.
+            self._submit(replace(job, prompt=""), span, out, now)
+            return
+        words_before = len(c.transcript.words)
+        decision = c.policy.on_result(span, words, c.transcript)
+        if len(c.transcript.text.encode()) > self.limits.max_transcript_bytes:
+            self._transcript_full(words_before, out)
+            return
+        for seg in shifted:
+            if seg.text.strip():
+                out.events.append(
+                    Hypothesis(seg.start_ms, seg.end_ms - seg.start_ms, seg.text.strip(), seg.words)
+                )
+        if decision.interim:
+            out.events.append(_hypothesis(decision.interim))
+        if decision.committed:
+            out.events.append(_phrase(decision.committed))
+        self._release(decision.release_ms)
+        self._checkpoint(out)
+        self._backpressure(out)
+        self._schedule(out, now)
+
+    def _transcript_full(self, words_before: int, out: Outputs) -> None:
+        """The window would take the transcript past its cap: it is not committed, the client
+        is told, and the session ends with the transcript so far (a hard cap)."""
+        c = self.configured
+        old = c.transcript
+        c.transcript = Transcript(
+            old.words[:words_before], prefix=old.prefix, prefix_end_ms=old.prefix_end_ms
+        )
+        out.events.append(
+            Error(
+                ErrorCode.RATE_LIMITED,
+                f"Transcript limit reached ({self.limits.max_transcript_bytes} bytes): the "
+                "session ends here; start a new session to go on",
+            )
+        )
+        if self.state is State.CONFIGURED:
+            self._transition(State.ENDING)
+        self._finish(out)
 
     # --- internals ---
 
-    def _skipped_speech(self, job: Job, words: Sequence[Word]) -> bool:
+    def _skipped_speech(self, span: Span, words: Sequence[Word]) -> bool:
         """True when the speech gate heard speech that Whisper, conditioned on the prompt,
         skipped: no word at all (a prompt-induced loop the filters dropped), or speech well
         before the first returned word."""
-        spans = self.buffer.speech_spans(job.start_ms, job.end_ms)
+        spans = self.buffer.speech_spans(span.start_ms, span.end_ms)
         if not spans:
             return False
         if not words:
@@ -273,80 +400,100 @@ class Session:
             return ""
         return self.transcript.tail_prompt(before_ms=span.start_ms)
 
-    def _schedule(self, out: Outputs) -> None:
+    def _submit(self, job: TranscribeJob, span: Span, out: Outputs, now: float) -> None:
+        c = self.configured
+        job = replace(job, window_index=c.next_window_index)
+        c.next_window_index += 1
+        c.span = span
+        out.jobs.append(self.inference.send(job, now))
+
+    def _schedule(self, out: Outputs, now: float) -> None:
         """Start the next span if none is in flight; finish the session when all is done."""
-        while self.in_flight is None and self.state in (State.CONFIGURED, State.ENDING):
+        c = self.configured
+        while c.span is None and self.state in (State.CONFIGURED, State.ENDING):
             final = self.state is State.ENDING
-            span = self.policy.next_span(self.buffer, final=final)
+            span = c.policy.next_span(self.buffer, final=final)
             if span is None:
                 if final:
                     self._finish(out)
                 return
             if not self.buffer.has_speech(span.start_ms, span.end_ms):
-                decision = self.policy.on_skipped(span)
+                decision = c.policy.on_skipped(span)
                 out.windows_skipped += 1
                 self._release(decision.release_ms)
-                self._send_checkpoint(out)
+                self._checkpoint(out)
                 continue
             samples = self.buffer.window(span.start_ms, span.end_ms)
             seconds = len(samples) / SAMPLE_RATE_HZ
-            job = Job(
-                window_index=self.next_window_index,
-                start_ms=span.start_ms,
-                end_ms=span.end_ms,
+            job = TranscribeJob(
+                reply_channel=self.reply_channel,
+                session_id=c.session_id,
+                window_index=c.next_window_index,
                 samples=samples,
-                language=self.config.language,
+                language=c.config.language,
                 prompt=self._prompt(span),
                 beam_size=self.limits.beam_size,
                 n_threads=self.limits.n_threads,
                 audio_ctx=audio_ctx_for(seconds) if self.limits.audio_ctx_auto else 0,
             )
-            self.next_window_index += 1
-            self.in_flight = (job, span)
-            out.jobs.append(job)
+            self._submit(job, span, out, now)
 
     def _finish(self, out: Outputs) -> None:
-        text = self.transcript.text
+        transcript = self.transcript
         out.events.append(
-            protocol.phrase_event(
-                self.session_id,
+            Phrase(
                 0,
                 self.buffer.end_ms,
-                text,
+                transcript.text,
                 (),
                 "EndOfStream",
-                phrase_confidence=protocol.confidence(self.transcript.words),
+                confidence=confidence(transcript.words),
             )
         )
-        self._send_checkpoint(out)
-        out.close_code = protocol.CLOSE_NORMAL
-        self.state = State.ENDED
+        self._checkpoint(out)
+        out.events.append(Close(CloseCode.NORMAL))
+        self._transition(State.ENDED)
 
     def _release(self, release_ms: int) -> None:
         self.buffer.release(min(release_ms, self.buffer.end_ms))
 
     def _backpressure(self, out: Outputs) -> None:
+        c = self.configured
         fill = self.buffer.fill_ratio
-        if not self.slowed_down and fill > BACKPRESSURE_SLOW_DOWN_RATIO:
-            self.slowed_down = True
-            out.events.append(protocol.backpressure_event(self.session_id, "slow_down"))
-            out.backpressure_events += 1
-        elif self.slowed_down and fill < BACKPRESSURE_OK_RATIO:
-            self.slowed_down = False
-            out.events.append(protocol.backpressure_event(self.session_id, "ok"))
-            out.backpressure_events += 1
+        if not c.slowed_down and fill > BACKPRESSURE_SLOW_DOWN_RATIO:
+            c.slowed_down = True
+            out.events.append(Backpressure("slow_down"))
+        elif c.slowed_down and fill < BACKPRESSURE_OK_RATIO:
+            c.slowed_down = False
+            out.events.append(Backpressure("ok"))
 
-    def _phrase(self, words: Sequence[Word]) -> str:
-        start, end = words[0].start_ms, words[-1].end_ms
-        text = " ".join(w.text for w in words)
-        return protocol.phrase_event(self.session_id, start, end - start, text, words, "Success")
+    def checkpoint(self) -> dict[str, Any]:
+        """The checkpoint payload (seed fields plus the word tail); unsigned."""
+        c = self.configured
+        tail = c.transcript.words[-CHECKPOINT_TAIL_WORDS:]
+        return {
+            "session_id": c.session_id,
+            "last_audio_ms": self.last_audio_ms,
+            "last_text_offset": len(c.transcript.text),
+            "full_transcript": c.transcript.text,
+            "buffer_config": {
+                "window_duration_ms": c.config.window_duration_ms,
+                "overlap_duration_ms": c.config.overlap_duration_ms,
+            },
+            "backend_model_id": c.model_id,
+            "words": Transcript(list(tail)).to_json()["words"] if tail else [],
+        }
 
-    def _hypothesis(self, words: Sequence[Word]) -> str:
-        start, end = words[0].start_ms, words[-1].end_ms
-        text = " ".join(w.text for w in words)
-        return protocol.hypothesis_event(self.session_id, start, end - start, text, words)
+    def _checkpoint(self, out: Outputs) -> None:
+        out.events.append(Checkpoint(self.configured.signer(self.checkpoint())))
 
-    def _send_checkpoint(self, out: Outputs) -> None:
-        checkpoint = self.signer(self.checkpoint())
-        out.checkpoint = checkpoint
-        out.events.append(protocol.checkpoint_event(self.session_id, checkpoint))
+
+def _phrase(words: Sequence[Word]) -> Phrase:
+    start, end = words[0].start_ms, words[-1].end_ms
+    text = " ".join(w.text for w in words)
+    return Phrase(start, end - start, text, tuple(words), "Success", confidence(words))
+
+
+def _hypothesis(words: Sequence[Word]) -> Hypothesis:
+    start, end = words[0].start_ms, words[-1].end_ms
+    return Hypothesis(start, end - start, " ".join(w.text for w in words), tuple(words))

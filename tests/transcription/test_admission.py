@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from transcription import admission
 from transcription.admission import AdmissionState, session_weight
-from transcription.protocol import ClientError, ErrorCode, SpeechConfig
+from transcription.events import ClientError, ErrorCode
+from transcription.inference.messages import JobResult
+from transcription.protocol import SpeechConfig
 
 
 def _config(window_ms: int = 5000, overlap_ms: int = 500) -> SpeechConfig:
@@ -29,7 +31,20 @@ def test_weight_counts_the_overlap_transcribed_twice() -> None:
     """A 5 s window every 4.5 s sends 5/4.5 audio seconds to inference per second."""
     assert session_weight(5000, 500) == pytest.approx(5 / 4.5)
     assert session_weight(2000, 0) == 1.0
-    assert session_weight(2000, 1500) == 4.0
+    assert session_weight(2000, 1000) == 2.0
+
+
+def test_overlap_beyond_half_the_window_buys_no_weight() -> None:
+    """A legal 1000/999 ms config weighs two sessions at most, not a thousand."""
+    assert session_weight(1000, 999) == 2.0
+
+
+def test_one_session_demands_at_most_one_inference_slot() -> None:
+    """However slow the model, a session with one window in flight uses one slot at most."""
+    state = AdmissionState()
+    state.observe(3.0, 1.0)  # three times slower than real time
+    state.reserve("a", 2.0)
+    assert state.demand() == pytest.approx(1.0)
 
 
 def test_unknown_speed_admits() -> None:
@@ -151,6 +166,10 @@ def test_admitted_demand_never_exceeds_the_budget(
 # --- the thin async edge ---
 
 
+def _result(*, inference_s: float, audio_s: float) -> JobResult:
+    return JobResult("s", 0, 0, ok=True, inference_s=inference_s, audio_s=audio_s)
+
+
 @pytest.fixture
 def fresh_state(monkeypatch: pytest.MonkeyPatch) -> AdmissionState:
     state = AdmissionState()
@@ -162,7 +181,7 @@ def fresh_state(monkeypatch: pytest.MonkeyPatch) -> AdmissionState:
 
 async def test_admit_raises_session_limit_when_full(fresh_state: AdmissionState) -> None:
     """The edge turns a refusal into SESSION_LIMIT naming the demand and the speed."""
-    admission.observe({"inference_s": 2.0, "audio_s": 5.0})
+    admission.observe(_result(inference_s=2.0, audio_s=5.0))
     await admission.admit("a", _config())
     await admission.admit("b", _config())
     with pytest.raises(ClientError) as refused:
@@ -178,17 +197,16 @@ async def test_capacity_with_redis_sums_worker_heartbeats(
     fresh_state: AdmissionState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With Redis the capacity is the sum of the live workers' ``concurrency``."""
-    from transcription import readiness
 
-    async def workers() -> tuple[dict[str, Any], ...]:
+    async def workers(url: str) -> tuple[dict[str, Any], ...]:
         return ({"worker_id": "w1", "concurrency": 2}, {"worker_id": "w2", "concurrency": 1})
 
-    monkeypatch.setattr(readiness, "live_workers", workers)
+    monkeypatch.setattr(admission, "live_workers", workers)
     admission.settings.OPENASR.redis_url = "redis://x"
     assert await admission.worker_capacity() == 3.0
 
 
 def test_result_without_figures_is_ignored(fresh_state: AdmissionState) -> None:
-    """An ``asr.result`` from an older worker (no inference_s/audio_s) changes nothing."""
-    admission.observe({"ok": True})
+    """An ``asr.result`` without figures (no audio) changes nothing."""
+    admission.observe(_result(inference_s=0.0, audio_s=0.0))
     assert fresh_state.rtf is None

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from transcription import protocol
+from transcription.events import Backpressure, ClientError, Error, ErrorCode, Phrase, confidence
 from transcription.inference.types import Word
-from transcription.protocol import ClientError, ConfigDefaults, ErrorCode, SpeechConfig, SpeechEnd
+from transcription.protocol import ConfigDefaults, SpeechConfig, SpeechEnd
 
 DEFAULTS = ConfigDefaults(model_id="whisper-tiny.en")
 
@@ -135,8 +136,9 @@ def test_effective_config_reports_the_serving_model() -> None:
 
 def test_events_have_type_session_id_and_payload() -> None:
     """Every server event is {type, session_id, payload} like the seed's."""
-    words = [Word("Hello", 0, 400, 0.9), Word("world.", 450, 900, 0.7)]
-    phrase = json.loads(protocol.phrase_event("abc", 0, 900, "Hello world.", words, "Success"))
+    words = (Word("Hello", 0, 400, 0.9), Word("world.", 450, 900, 0.7))
+    event = Phrase(0, 900, "Hello world.", words, "Success", confidence(words))
+    phrase = json.loads(protocol.encode(event, "abc"))
     assert phrase["type"] == "speech.phrase" and phrase["session_id"] == "abc"
     assert phrase["payload"]["status"] == "Success"
     assert phrase["payload"]["confidence"] == pytest.approx(0.8)
@@ -146,7 +148,38 @@ def test_events_have_type_session_id_and_payload() -> None:
         "duration": 450,
         "confidence": 0.7,
     }
-    err = json.loads(protocol.error_event(None, ErrorCode.AUDIO_ERROR, "bad packet"))
+    err = json.loads(protocol.encode(Error(ErrorCode.AUDIO_ERROR, "bad packet"), ""))
     assert err["payload"] == {"code": "AUDIO_ERROR", "message": "bad packet"}
-    bp = json.loads(protocol.backpressure_event("abc", "slow_down"))
+    bp = json.loads(protocol.encode(Backpressure("slow_down"), "abc"))
     assert bp["payload"] == {"action": "slow_down"}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"\\ud800","payload":{}}',
+        '{"type":"speech.config","payload":{"sample_rate":' + "9" * 5000 + "}}",
+        '{"type":"speech.config","payload":{"language":"\\udfff"}}',
+        '{"type":"speech.config","payload":{"resume_checkpoint":{"session_id":"\\ud800"}}}',
+        '{"type":"speech.config","payload":{"resume_checkpoint":'
+        '{"session_id":"a","signature":"b","full_transcript":"\\ud800"}}}',
+        '{"type":"speech.config","payload":{"sample_rate":NaN}}',
+        '{"type":"speech.config","payload":{"sample_rate":Infinity}}',
+        '{"type":"speech.config","payload":{"sample_rate":1e999}}',
+        "[" * 100_000 + "]" * 100_000,
+        '{"type":"speech.end","payload":{"a":' + "[" * 40 + "]" * 40 + "}}",
+    ],
+)
+def test_hostile_json_is_invalid_message(frame: str) -> None:
+    """Surrogates, huge integers, NaN/Infinity and deep nesting are INVALID_MESSAGE, never
+    an unexpected exception."""
+    with pytest.raises(ClientError) as info:
+        parse(frame)
+    assert info.value.code is ErrorCode.INVALID_MESSAGE
+
+
+def test_an_event_is_always_encodable_as_utf8() -> None:
+    """Even a lone surrogate that got into an event's text leaves as a valid UTF-8 frame."""
+    frame = protocol.encode(Error(ErrorCode.INVALID_MESSAGE, "bad \ud800"), "")
+    frame.encode("utf-8")
+    assert json.loads(frame)["payload"]["message"] == "bad \ud800"

@@ -6,9 +6,22 @@ from __future__ import annotations
 
 import numpy as np
 
+import pytest
+
+from transcription.events import (
+    Checkpoint,
+    ClientError,
+    Close,
+    CloseCode,
+    ConfigAck,
+    Error,
+    ErrorCode,
+    Phrase,
+)
+from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Segment, Word
 from transcription.protocol import SpeechConfig
-from transcription.session import Job, Outputs, Session, SessionLimits
+from transcription.session import Outputs, Session, SessionLimits, State
 
 RATE = 16_000
 
@@ -22,13 +35,24 @@ def tone_bursts(bursts: list[tuple[int, int]], total_ms: int) -> bytes:
     return (audio * 32767).astype("<i2").tobytes()
 
 
-def session(*, prompt: bool) -> Session:
-    config = SpeechConfig("en", RATE, "pcm_s16le", 5000, 500, "m")
-    limits = SessionLimits(vad="energy", prompt=prompt, audio_buffer_ms=60_000)
-    return Session("s", config, limits, model_id="m")
+CONFIG = SpeechConfig("en", RATE, "pcm_s16le", 5000, 500, "m")
 
 
-def words_segment(job: Job, texts: str, start_ms: int = 0, step_ms: int = 300) -> Segment:
+def session(*, prompt: bool = False, **limits: object) -> Session:
+    s = Session(
+        SessionLimits(vad="energy", prompt=prompt, audio_buffer_ms=60_000, **limits),  # type: ignore[arg-type]
+        reply_channel="reply",
+    )
+    s.start("s", CONFIG, model_id="m")
+    return s
+
+
+def result(job: TranscribeJob, segments: list[Segment], *, ok: bool = True) -> JobResult:
+    """The worker's reply to ``job``."""
+    return JobResult("s", job.window_index, job.attempt, ok=ok, segments=tuple(segments))
+
+
+def words_segment(job: TranscribeJob, texts: str, start_ms: int = 0, step_ms: int = 300) -> Segment:
     """One segment of ``texts`` spoken from ``start_ms`` (window-relative)."""
     words = tuple(
         Word(t, start_ms + i * step_ms, start_ms + (i + 1) * step_ms - 50, 0.9)
@@ -37,8 +61,8 @@ def words_segment(job: Job, texts: str, start_ms: int = 0, step_ms: int = 300) -
     return Segment(texts, words[0].start_ms, words[-1].end_ms, words)
 
 
-def feed(s: Session, pcm: bytes) -> list[Job]:
-    jobs: list[Job] = []
+def feed(s: Session, pcm: bytes) -> list[TranscribeJob]:
+    jobs: list[TranscribeJob] = []
     for i in range(0, len(pcm), 6400):
         jobs += s.feed_audio(pcm[i : i + 6400]).jobs
     return jobs
@@ -48,11 +72,11 @@ def feed(s: Session, pcm: bytes) -> list[Job]:
 SPEECH = tone_bursts([(200, 4200), (4800, 9800)], 12_000)
 
 
-def first_two_jobs(s: Session) -> tuple[Job, Outputs]:
+def first_two_jobs(s: Session) -> tuple[TranscribeJob, Outputs]:
     jobs = feed(s, SPEECH)
     assert jobs, "a window of speech was not sent"
     first = jobs[0]
-    out = s.on_result(first.window_index, [words_segment(first, "one two three four", 200, 950)])
+    out = s.on_result(result(first, [words_segment(first, "one two three four", 200, 950)]), 0)
     return first, out
 
 
@@ -80,14 +104,13 @@ def test_a_prompted_window_whose_speech_whisper_skipped_is_heard_again_without_p
     _, out = first_two_jobs(s)
     second = out.jobs[0]
     assert second.prompt
-    retry_out = s.on_result(second.window_index, [])
+    retry_out = s.on_result(result(second, []), 0)
     assert len(retry_out.jobs) == 1
     retry = retry_out.jobs[0]
     assert retry.prompt == ""
     assert retry.window_index != second.window_index
-    assert (retry.start_ms, retry.end_ms) == (second.start_ms, second.end_ms)
     assert np.array_equal(retry.samples, second.samples)
-    s.on_result(retry.window_index, [words_segment(retry, "five six seven", 100)])
+    s.on_result(result(retry, [words_segment(retry, "five six seven", 100)]), 0)
     assert s.transcript.text == "one two three four five six seven"
 
 
@@ -96,7 +119,129 @@ def test_a_late_result_for_a_replaced_window_is_ignored() -> None:
     s = session(prompt=True)
     _, out = first_two_jobs(s)
     second = out.jobs[0]
-    s.on_result(second.window_index, [])
-    late = s.on_result(second.window_index, [words_segment(second, "late words", 100)])
+    s.on_result(result(second, []), 0)
+    late = s.on_result(result(second, [words_segment(second, "late words", 100)]), 0)
     assert (late.events, late.jobs) == ([], [])
     assert s.transcript.text == "one two three four"
+
+
+# --- state machine ---
+
+
+def test_a_new_session_is_connected_and_refuses_audio_and_end() -> None:
+    """Before speech.config: audio and speech.end are INVALID_STATE."""
+    s = Session(SessionLimits(vad="energy"))
+    assert s.state is State.CONNECTED
+    for call in (lambda: s.feed_audio(b"\0\0"), s.end):
+        with pytest.raises(ClientError) as info:
+            call()
+        assert info.value.code is ErrorCode.INVALID_STATE
+
+
+def test_start_acknowledges_and_a_second_config_is_refused() -> None:
+    """speech.config moves CONNECTED -> CONFIGURED with an ack; a second one is refused."""
+    s = Session(SessionLimits(vad="energy"))
+    out = s.start("s", CONFIG, model_id="m")
+    assert s.state is State.CONFIGURED
+    assert isinstance(out.events[0], ConfigAck)
+    with pytest.raises(ClientError) as info:
+        s.start("t", CONFIG, model_id="m")
+    assert info.value.code is ErrorCode.INVALID_STATE
+
+
+def test_an_english_only_model_refuses_another_language_at_config() -> None:
+    """language "de" on an English-only model is INVALID_MESSAGE and leaves it CONNECTED."""
+    s = Session(SessionLimits(vad="energy"))
+    german = SpeechConfig("de", RATE, "pcm_s16le", 5000, 500, "m")
+    with pytest.raises(ClientError) as info:
+        s.start("s", german, model_id="m", multilingual=False)
+    assert info.value.code is ErrorCode.INVALID_MESSAGE
+    assert s.state is State.CONNECTED
+
+
+def test_an_illegal_transition_fails_loudly() -> None:
+    """Ending twice is a bug in the caller: RuntimeError, as starlette's WebSocketState."""
+    s = Session(SessionLimits(vad="energy"))
+    s.abandon()
+    with pytest.raises(RuntimeError):
+        s._transition(State.CONFIGURED)
+
+
+def test_end_without_audio_finishes_with_end_of_stream_and_close_1000() -> None:
+    """speech.end right after config: EndOfStream, the final checkpoint, close 1000."""
+    s = session()
+    out = s.end()
+    assert [type(e) for e in out.events] == [Phrase, Checkpoint, Close]
+    assert out.events[-1] == Close(CloseCode.NORMAL)
+    assert s.state is State.ENDED
+    assert not s.has_progress  # nothing worth storing for a resume
+
+
+def test_a_fatal_error_ends_the_session_and_a_plain_one_does_not() -> None:
+    """fail(): a ClientError with a close code ends the session; one without does not."""
+    s = session()
+    assert s.fail(ClientError(ErrorCode.AUDIO_ERROR, "bad")).events == [
+        Error(ErrorCode.AUDIO_ERROR, "bad")
+    ]
+    assert s.state is State.CONFIGURED
+    out = s.fail(ClientError(ErrorCode.INTERNAL_ERROR, "x", close_code=CloseCode.INTERNAL_ERROR))
+    assert out.events[-1] == Close(CloseCode.INTERNAL_ERROR)
+    assert s.state is State.ENDED
+
+
+# --- the job in flight ---
+
+
+def test_a_window_with_no_result_is_resent_then_given_up_with_4013() -> None:
+    """No answer within the timeout: re-sent with the same index, then SERVICE_UNAVAILABLE."""
+    s = session(inference_timeout_s=1.0, inference_retries=1)
+    job = feed(s, SPEECH)[0]
+    assert s.tick(0.5).jobs == []
+    resent = s.tick(1.1).jobs
+    assert [(j.window_index, j.attempt) for j in resent] == [(job.window_index, 1)]
+    out = s.tick(2.2)
+    assert isinstance(out.events[0], Error)
+    assert out.events[0].code is ErrorCode.SERVICE_UNAVAILABLE
+    assert out.events[-1] == Close(CloseCode.TRY_AGAIN)
+    assert s.state is State.ENDED
+
+
+def test_accepted_restarts_the_deadline_for_the_inference() -> None:
+    """A worker that accepted the job gets the full timeout from that moment."""
+    s = session(inference_timeout_s=1.0)
+    job = feed(s, SPEECH)[0]
+    s.on_accepted(JobAccepted("s", job.window_index, 0), 0.9)
+    assert s.tick(1.5).jobs == []
+    assert s.tick(2.0).jobs[0].attempt == 1
+
+
+def test_a_worker_failure_is_retried_with_the_same_window() -> None:
+    """A failed JobResult re-sends the window (attempt + 1)."""
+    s = session()
+    job = feed(s, SPEECH)[0]
+    out = s.on_result(result(job, [], ok=False), 0)
+    assert [(j.window_index, j.attempt) for j in out.jobs] == [(job.window_index, 1)]
+
+
+def test_the_transcript_cap_is_hard() -> None:
+    """A window that would take the transcript past its cap is not committed: RATE_LIMITED,
+    then EndOfStream with the transcript so far and close 1000."""
+    s = session(max_transcript_bytes=12)
+    job = feed(s, SPEECH)[0]
+    out = s.on_result(result(job, [words_segment(job, "one two three four", 200, 950)]), 0)
+    assert isinstance(out.events[0], Error) and out.events[0].code is ErrorCode.RATE_LIMITED
+    end = [e for e in out.events if isinstance(e, Phrase)]
+    assert end[-1].status == "EndOfStream" and len(end[-1].text.encode()) <= 12
+    assert out.events[-1] == Close(CloseCode.NORMAL)
+
+
+def test_audio_faster_than_the_allowed_speed_is_refused_in_ms() -> None:
+    """After the burst, audio beyond max_audio_speed x real time is refused and reported, even
+    when the buffer has room (silence is released as fast as it comes)."""
+    s = Session(SessionLimits(vad="energy", audio_buffer_ms=2000, max_audio_speed=2.0))
+    s.start("s", SpeechConfig("en", RATE, "pcm_s16le", 1000, 0, "m"), model_id="m", now=0.0)
+    silence = bytes(4 * RATE)  # 2 s
+    assert s.feed_audio(silence, now=0.0).refused_ms == 0  # the 2 s burst
+    out = s.feed_audio(silence, now=0.1)  # 0.2 s refilled at 2x real time
+    assert out.refused_ms == 1800
+    assert any(isinstance(e, Error) and "real time" in e.message for e in out.events)

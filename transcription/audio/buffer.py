@@ -1,6 +1,6 @@
 """The bounded audio buffer of one session, on the session timeline, with per-frame speech flags.
 
-Normative: ``shared/spec/PROTOCOL.md`` "Flow control and limits" (audio waiting for
+Normative: ``docs/PROTOCOL.md`` "Flow control and limits" (audio waiting for
 transcription is bounded; audio beyond the bound is refused and reported, never silently dropped)
 and "Windows and events" (offsets are ms from session start, and a resumed session continues the
 original timeline; windows without speech are not transcribed).
@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 
-from transcription.audio.vad import FRAME_SAMPLES, SAMPLE_RATE_HZ, SpeechDetector
+from transcription.audio import SAMPLE_RATE_HZ
+from transcription.audio.vad import FRAME_SAMPLES, SpeechDetector
 
 DEFAULT_CAPACITY_MS = 30000
 # Silero's own get_speech_timestamps keeps a speech run going until the score falls 0.15 below
@@ -86,6 +87,13 @@ class AudioBuffer:
     def fill_ratio(self) -> float:
         """Held audio as a fraction of the capacity (0..1); drives backpressure events."""
         return (self._total - self._first) / self._capacity_samples
+
+    @property
+    def free_ms(self) -> int:
+        """Milliseconds of audio the buffer can still accept."""
+        return (
+            max(0, self._capacity_samples - (self._total - self._first)) * 1000 // self.sample_rate
+        )
 
     @property
     def finished(self) -> bool:

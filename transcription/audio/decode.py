@@ -1,6 +1,6 @@
 """Binary audio frames to float32 mono samples, one decoder per session.
 
-Normative: ``shared/spec/PROTOCOL.md`` "Audio": PCM frames form a byte stream (an odd byte waits
+Normative: ``docs/PROTOCOL.md`` "Audio": PCM frames form a byte stream (an odd byte waits
 for the next frame, an empty frame is ignored); Opus is one packet per frame, and a corrupt packet
 is an error for that packet only, the session continues.
 """
@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 import opuslib
+import opuslib.api.decoder
 import opuslib.api.info
 
 Encoding = Literal["pcm_s16le", "opus"]
@@ -33,17 +34,30 @@ class Decoder(Protocol):
 
     output_rate: int
 
+    packets: bool  # True: each frame is one indivisible packet; False: a byte stream
+
     def decode(self, data: bytes) -> np.ndarray:
         """Called for every binary frame; returns float32 mono samples (possibly empty)."""
+        ...
+
+    def duration_ms(self, data: bytes) -> int:
+        """The audio ``data`` holds, read without decoding it (rounded up)."""
         ...
 
 
 class PcmS16leDecoder:
     """Signed 16-bit little-endian mono PCM; frames are slices of one byte stream."""
 
+    packets = False
+
     def __init__(self, sample_rate: int) -> None:
         self.output_rate = sample_rate
         self._odd_byte = b""
+
+    def duration_ms(self, data: bytes) -> int:
+        """The audio ``data`` completes, counting the odd byte kept from the last frame."""
+        samples = (len(self._odd_byte) + len(data)) // 2
+        return -(-samples * 1000 // self.output_rate)
 
     def decode(self, data: bytes) -> np.ndarray:
         """Called per frame; returns samples in [-1, 1), keeping a trailing odd byte for later."""
@@ -60,6 +74,8 @@ class PcmS16leDecoder:
 class OpusDecoder:
     """One Opus packet per frame, decoded to mono by a decoder that lives for the session."""
 
+    packets = True
+
     def __init__(self, sample_rate: int) -> None:
         self.output_rate = (
             sample_rate if sample_rate in OPUS_NATIVE_RATES_HZ else OPUS_FALLBACK_RATE_HZ
@@ -67,6 +83,20 @@ class OpusDecoder:
         # channels=1: a stereo packet is down-mixed by libopus itself.
         self._decoder = opuslib.Decoder(self.output_rate, 1)
         self._max_frame_samples = self.output_rate * OPUS_MAX_PACKET_MS // 1000
+
+    def duration_ms(self, data: bytes) -> int:
+        """The packet's duration from its table-of-contents byte(s) (RFC 6716 section 3.1), so
+        a packet that cannot be accepted is refused without decoding it: a 2-byte packet may
+        ask for 120 ms of decoding. Raises AudioDecodeError for a malformed header."""
+        if not data:
+            return 0
+        try:
+            samples = opuslib.api.decoder.get_nb_samples(
+                self._decoder.decoder_state, bytes(data), len(data)
+            )
+        except opuslib.OpusError as exc:
+            raise AudioDecodeError(f"corrupt Opus packet: {_opus_reason(exc)}") from None
+        return -(-int(samples) * 1000 // self.output_rate)
 
     def decode(self, data: bytes) -> np.ndarray:
         """Called per packet; raises AudioDecodeError for a corrupt one, which leaves the decoder

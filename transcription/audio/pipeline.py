@@ -1,6 +1,6 @@
 """Decoder -> resampler -> buffer: one session's audio path, bytes in, 16 kHz samples held.
 
-Normative: ``shared/spec/PROTOCOL.md`` "Audio" (decoding, streaming resampling to 16 kHz) and
+Normative: ``docs/PROTOCOL.md`` "Audio" (decoding, streaming resampling to 16 kHz) and
 "Flow control and limits" (audio beyond the bound is refused and reported in ms).
 """
 
@@ -47,11 +47,23 @@ class AudioPipeline:
             sample_rate=TARGET_RATE_HZ,
         )
 
-    def feed(self, frame: bytes) -> FeedResult:
-        """Called for every binary frame; raises AudioDecodeError for a corrupt Opus packet,
-        after which the next frame decodes normally."""
+    def feed(self, frame: bytes, allowance_ms: int | None = None) -> FeedResult:
+        """Called for every binary frame; accepts at most ``allowance_ms`` (and what the buffer
+        holds). A frame with no room, or an Opus packet that does not fit whole (a client
+        cannot resend part of a packet), is refused before it is decoded, so refused audio
+        costs no decoding. Raises AudioDecodeError for a corrupt Opus packet, after which the
+        next frame decodes normally."""
+        room_ms = (
+            self.buffer.free_ms
+            if allowance_ms is None
+            else min(self.buffer.free_ms, max(0, allowance_ms))
+        )
+        frame_ms = self.decoder.duration_ms(frame)
+        if frame_ms > 0 and (room_ms <= 0 or (self.decoder.packets and frame_ms > room_ms)):
+            return FeedResult(accepted_ms=0, refused_ms=frame_ms)
         samples = self.resampler.process(self.decoder.decode(frame))
-        return self._push(samples.size, self.buffer.push(samples))
+        room = room_ms * TARGET_RATE_HZ // 1000
+        return self._push(samples.size, self.buffer.push(samples[:room]))
 
     def finish(self) -> FeedResult:
         """Called on ``speech.end``: pushes the resampler's tail and scores the last frame.

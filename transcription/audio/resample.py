@@ -1,6 +1,6 @@
 """Streaming resampling of decoded audio to the 16 kHz the VAD and Whisper expect.
 
-Normative: ``shared/spec/PROTOCOL.md`` "Audio": everything is resampled to 16 kHz mono float32
+Normative: ``docs/PROTOCOL.md`` "Audio": everything is resampled to 16 kHz mono float32
 with a streaming resampler, so frame boundaries add no clicks or gaps.
 """
 
@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-TARGET_RATE_HZ = 16000
+from transcription.audio import SAMPLE_RATE_HZ
+
+TARGET_RATE_HZ = SAMPLE_RATE_HZ
 
 
 class StreamingResampler:

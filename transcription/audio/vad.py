@@ -1,6 +1,6 @@
 """Streaming voice activity detection on 16 kHz audio, one probability per 32 ms frame.
 
-Normative: ``shared/spec/PROTOCOL.md`` "Windows and events": a window in which the speech gate
+Normative: ``docs/PROTOCOL.md`` "Windows and events": a window in which the speech gate
 finds no speech is not transcribed (silence and noise must produce no invented text). The
 detectors here only score frames; ``buffer.AudioBuffer`` turns scores into speech flags, spans
 and pauses.
@@ -22,11 +22,12 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from transcription.audio import SAMPLE_RATE_HZ
+
 logger = logging.getLogger(__name__)
 
 VadKind = Literal["silero", "energy", "off"]
 
-SAMPLE_RATE_HZ = 16000
 FRAME_SAMPLES = 512  # 32 ms at 16 kHz: the only frame size Silero accepts at this rate
 FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE_HZ
 DEFAULT_THRESHOLD = 0.5

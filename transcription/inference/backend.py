@@ -1,4 +1,4 @@
-"""The inference backend interface and the one place that picks an implementation.
+"""The one place that picks an inference backend implementation.
 
 Implementations: ``shared`` (ctypes over whisper.cpp, one copy of the weights, one state per
 concurrent call), ``pywhispercpp`` (a pool of pywhispercpp models, one copy of the weights
@@ -9,36 +9,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal
 
-import numpy as np
-
-from transcription.inference.types import InferenceRequest, Segment
+from transcription.inference.base import Backend, check_model_file
+from transcription.inference.fake import FakeBackend
+from transcription.inference.whisper_pwc import PyWhisperCppBackend
+from transcription.inference.whisper_shared import BindingError, SharedWhisperBackend
 
 log = logging.getLogger(__name__)
 
 BackendKind = Literal["shared", "pywhispercpp", "fake"]
-
-# First four bytes of a GGML whisper file: the uint32 0x67676d6c ("ggml") little-endian.
-GGML_MAGIC = b"lmgg"
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """Transcribes 16 kHz mono float32 audio; safe for up to ``concurrency`` calling threads."""
-
-    model_name: str
-    model_path: Path
-    multilingual: bool
-    concurrency: int
-
-    def transcribe(self, samples: np.ndarray, request: InferenceRequest) -> list[Segment]:
-        """Blocking; called from a worker thread. Times are ms from the start of ``samples``."""
-        ...
-
-    def close(self) -> None:
-        """Free the model; called once at shutdown, after every transcribe() has returned."""
-        ...
 
 
 def load_backend(
@@ -58,13 +38,9 @@ def load_backend(
     if n_threads < 1:
         raise ValueError("n_threads must be an integer >= 1")
     if kind == "fake":
-        from transcription.inference.fake import FakeBackend
-
         return FakeBackend(model_path=Path(model_path), concurrency=concurrency)
     path = check_model_file(model_path)
     if kind == "shared":
-        from transcription.inference.whisper_shared import BindingError, SharedWhisperBackend
-
         try:
             return SharedWhisperBackend(path, concurrency=concurrency, n_threads=n_threads)
         except BindingError:
@@ -75,77 +51,5 @@ def load_backend(
             )
             kind = "pywhispercpp"
     if kind == "pywhispercpp":
-        from transcription.inference.whisper_pwc import PyWhisperCppBackend
-
         return PyWhisperCppBackend(path, concurrency=concurrency, n_threads=n_threads)
     raise ValueError(f"backend must be one of shared, pywhispercpp, fake; got {kind!r}")
-
-
-def check_model_file(model_path: str | Path) -> Path:
-    """Return the absolute path of an existing GGML file, or raise FileNotFoundError/ValueError.
-
-    pywhispercpp treats a path that does not exist as a model *name* and downloads it, and a
-    file it cannot parse loads "successfully" into a NULL context that segfaults on first use
-    (WHISPER_FACTS.md, failure modes), so both are refused here before any loader sees them.
-    """
-    path = Path(model_path).expanduser().resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    with path.open("rb") as f:
-        magic = f.read(len(GGML_MAGIC))
-    if magic != GGML_MAGIC:
-        raise ValueError(f"model file {path} is not a GGML whisper model (bad magic {magic!r})")
-    return path
-
-
-def effective_threads(request: InferenceRequest, n_threads: int) -> int:
-    """Threads for one call: the request's wish, capped by the backend's configured budget."""
-    if request.n_threads <= 0:
-        return n_threads
-    return min(request.n_threads, n_threads)
-
-
-def model_name_from_path(path: Path) -> str:
-    """``ggml-tiny.en.bin`` -> ``tiny.en``; any other file name -> its stem."""
-    name = path.name
-    if name.startswith("ggml-"):
-        name = name[len("ggml-") :]
-    return name.removesuffix(".bin")
-
-
-# The prompt is the committed tail: 64 tokens of context are plenty, and a long prompt both
-# slows decoding and invites prompt-echo loops.
-PROMPT_MAX_TOKENS = 64
-
-
-def common_params(request: InferenceRequest) -> dict[str, Any]:
-    """The ``whisper_full_params`` fields both backends set on every call, by name.
-
-    Set every time because pywhispercpp's params persist on the instance between calls.
-    """
-    return {
-        "detect_language": False,
-        "carry_initial_prompt": False,
-        "n_max_text_ctx": PROMPT_MAX_TOKENS,
-        "audio_ctx": max(0, request.audio_ctx),
-        "max_tokens": max(0, request.max_tokens),
-        "token_timestamps": True,
-        "no_context": True,
-        "no_timestamps": False,
-        "single_segment": False,
-        "suppress_blank": True,
-        "suppress_nst": True,
-        "translate": False,
-        "offset_ms": 0,
-        "duration_ms": 0,
-        "print_special": False,
-        "print_progress": False,
-        "print_realtime": False,
-        "print_timestamps": False,
-    }
-
-
-def apply_params(params: Any, values: dict[str, Any]) -> None:
-    """Set ``values`` on a params object (pywhispercpp's or our ctypes struct)."""
-    for name, value in values.items():
-        setattr(params, name, value)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from transcription.audio import SAMPLE_RATE_HZ
 from transcription.inference.filters import DEFAULT_FILTERS, FilterConfig, filter_segments
 from transcription.inference.types import InferenceRequest, Segment, Word
 
-SAMPLE_RATE_HZ = 16_000
 WORD_MS = 500
 # RMS below this counts as silence (about -50 dBFS).
 SILENCE_RMS = 0.003

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from transcription.inference.backend import (
+from transcription.audio import SAMPLE_RATE_HZ
+from transcription.inference.base import (
     apply_params,
     check_model_file,
     common_params,
@@ -25,8 +26,6 @@ from transcription.inference.backend import (
 from transcription.inference.filters import DEFAULT_FILTERS, FilterConfig, filter_segments
 from transcription.inference.types import InferenceRequest, Segment
 from transcription.inference.words import RawToken, read_segments
-
-SAMPLE_RATE_HZ = 16_000
 
 
 class _Slot:

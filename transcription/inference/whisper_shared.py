@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from transcription.inference.backend import (
+from transcription.audio import SAMPLE_RATE_HZ
+from transcription.inference.base import (
     apply_params,
     check_model_file,
     common_params,
@@ -54,7 +55,6 @@ from transcription.inference.words import RawToken, read_segments
 log = logging.getLogger(__name__)
 
 EXPECTED_VERSION = "1.8.5"
-SAMPLE_RATE_HZ = 16_000
 WHISPER_SAMPLING_GREEDY = 0
 WHISPER_SAMPLING_BEAM_SEARCH = 1
 FLT_MAX = 3.4028234663852886e38

@@ -23,6 +23,7 @@ from typing import BinaryIO, Literal
 
 import numpy as np
 
+from transcription.audio import SAMPLE_RATE_HZ
 from transcription.modelfiles.ct2 import Ct2FormatError, Ct2Model
 from transcription.modelfiles.quantize import is_quantized_tensor, q8_0_nbytes, quantize_q8_0
 
@@ -39,7 +40,6 @@ FTYPE_Q8_0 = 2007
 FTYPES: dict[str, int] = {"f16": FTYPE_F16, "q8_0": FTYPE_Q8_0}
 Quant = Literal["f16", "q8_0"]
 
-SAMPLE_RATE_HZ = 16_000
 N_FFT = 400
 EOT_TOKEN = "<|endoftext|>"
 

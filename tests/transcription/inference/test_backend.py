@@ -7,20 +7,16 @@ from typing import Any
 import pytest
 
 from transcription.inference import backend as backend_mod
-from transcription.inference import whisper_pwc, whisper_shared
-from transcription.inference.backend import (
-    check_model_file,
-    effective_threads,
-    load_backend,
-    model_name_from_path,
-)
+from transcription.inference import base, whisper_shared
+from transcription.inference.backend import load_backend
+from transcription.inference.base import check_model_file, effective_threads, model_name_from_path
 from transcription.inference.types import InferenceRequest
 
 
 @pytest.fixture
 def ggml_file(tmp_path: Path) -> Path:
     path = tmp_path / "ggml-tiny.en.bin"
-    path.write_bytes(backend_mod.GGML_MAGIC + b"\0" * 64)
+    path.write_bytes(base.GGML_MAGIC_BYTES + b"\0" * 64)
     return path
 
 
@@ -69,8 +65,8 @@ def test_shared_falls_back_to_pywhispercpp_with_a_warning(
         def __init__(self, path: Path, *, concurrency: int, n_threads: int) -> None:
             self.args = (path, concurrency, n_threads)
 
-    monkeypatch.setattr(whisper_shared, "SharedWhisperBackend", broken)
-    monkeypatch.setattr(whisper_pwc, "PyWhisperCppBackend", StubPwc)
+    monkeypatch.setattr(backend_mod, "SharedWhisperBackend", broken)
+    monkeypatch.setattr(backend_mod, "PyWhisperCppBackend", StubPwc)
     with caplog.at_level(logging.WARNING):
         backend = load_backend("shared", ggml_file, concurrency=2, n_threads=1)
     assert isinstance(backend, StubPwc)
@@ -86,7 +82,7 @@ def test_model_load_errors_are_not_hidden_by_the_fallback(
     def bad_model(*args: Any, **kwargs: Any) -> None:
         raise ValueError("whisper.cpp could not load it")
 
-    monkeypatch.setattr(whisper_shared, "SharedWhisperBackend", bad_model)
+    monkeypatch.setattr(backend_mod, "SharedWhisperBackend", bad_model)
     with pytest.raises(ValueError, match="could not load"):
         load_backend("shared", ggml_file, concurrency=1, n_threads=1)
 

@@ -6,7 +6,8 @@ import time
 
 import numpy as np
 
-from transcription.inference.backend import Backend, load_backend
+from transcription.inference.backend import load_backend
+from transcription.inference.base import Backend
 from transcription.inference.fake import FakeBackend
 from transcription.inference.types import InferenceRequest
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.transcription.inference.conftest import normalise
-from transcription.inference.backend import Backend
+from transcription.inference.base import Backend
 from transcription.inference.types import InferenceRequest
 from transcription.inference.whisper_pwc import PyWhisperCppBackend
 

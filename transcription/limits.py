@@ -1,0 +1,144 @@
+"""Per-connection limits, sans-IO: frame rates, the error budget, audio speed and deadlines.
+
+Normative: ``docs/PROTOCOL.md`` "Flow control and limits". Each object takes the clock as an
+argument (``now``, seconds on one monotonic clock) and answers with a decision; the consumer
+owns the clock and the socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transcription.events import ClientError, CloseCode, ErrorCode
+
+WINDOW_S = 1.0
+MAX_ERRORS_PER_WINDOW = 5  # speech.error events sent per connection per second
+ABUSE_WINDOWS = 5  # consecutive windows over the error budget that close the connection
+
+
+class RateWindow:
+    """Every frame against the message rate, binary bytes against the byte rate, per second."""
+
+    def __init__(self, max_messages: int, max_bytes: int, now: float) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self._start = now
+        self._messages = 0
+        self._bytes = 0
+
+    def check(self, size: int, *, binary: bool, now: float) -> None:
+        """Called for every frame; raises ``RATE_LIMITED`` for one over either rate."""
+        if now - self._start >= WINDOW_S:
+            self._start, self._messages, self._bytes = now, 0, 0
+        self._messages += 1
+        if binary:
+            self._bytes += size
+        if self._messages > self.max_messages or self._bytes > self.max_bytes:
+            raise ClientError(
+                ErrorCode.RATE_LIMITED,
+                f"Too many messages: at most {self.max_messages} frames and {self.max_bytes} "
+                "audio bytes per second per session; the frame was refused",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorVerdict:
+    """Whether to send one error, how many were held back before it, and whether the
+    connection has earned a 1008 close."""
+
+    send: bool
+    suppressed: int = 0
+    abusive: bool = False
+
+
+class ErrorBudget:
+    """At most ``MAX_ERRORS_PER_WINDOW`` ``speech.error`` events per second reach a client; the
+    rest are counted and reported with the next one sent. A client over the budget in
+    ``ABUSE_WINDOWS`` consecutive seconds is abusive (close 1008): refused frames cost the
+    server work, and queued errors cost memory when the client does not read."""
+
+    def __init__(self, now: float) -> None:
+        self._start = now
+        self._sent = 0
+        self._suppressed = 0
+        self._over = False  # this window went over the budget
+        self._streak = 0  # consecutive windows over the budget, this one not yet counted
+
+    def on_error(self, now: float) -> ErrorVerdict:
+        """Called for every non-fatal error about to be sent."""
+        elapsed = now - self._start
+        if elapsed >= WINDOW_S:
+            # A window with no error at all breaks the streak.
+            contiguous = elapsed < 2 * WINDOW_S
+            self._streak = self._streak + 1 if self._over and contiguous else 0
+            self._start, self._sent, self._over = now, 0, False
+        if self._sent < MAX_ERRORS_PER_WINDOW:
+            self._sent += 1
+            held, self._suppressed = self._suppressed, 0
+            return ErrorVerdict(send=True, suppressed=held)
+        self._suppressed += 1
+        self._over = True
+        return ErrorVerdict(send=False, abusive=self._streak + 1 >= ABUSE_WINDOWS)
+
+
+def abuse_error() -> ClientError:
+    """The last error a client over its error budget for too long gets."""
+    return ClientError(
+        ErrorCode.RATE_LIMITED,
+        f"Too many refused frames: over {MAX_ERRORS_PER_WINDOW} errors per second for "
+        f"{ABUSE_WINDOWS} s; closing",
+        close_code=CloseCode.POLICY_VIOLATION,
+    )
+
+
+class AudioAllowance:
+    """A token bucket of audio milliseconds: ``burst_ms`` at once, then ``speed`` times real
+    time. A client may send faster than real time (a file, a catch-up after a reconnect),
+    but not without bound: every accepted millisecond costs decoding, resampling and VAD."""
+
+    def __init__(self, speed: float, burst_ms: int, now: float) -> None:
+        self.speed = speed
+        self.burst_ms = burst_ms
+        self._tokens = float(burst_ms)
+        self._at = now
+
+    def available_ms(self, now: float) -> int:
+        """Audio that may be accepted now."""
+        self._tokens = min(self.burst_ms, self._tokens + (now - self._at) * 1000 * self.speed)
+        self._at = now
+        return int(self._tokens)
+
+    def consume(self, ms: int) -> None:
+        """Called with the audio actually accepted."""
+        self._tokens = max(0.0, self._tokens - ms)
+
+
+class Deadlines:
+    """The connection's clocks: ``speech.config`` within ``config_timeout_s`` of connecting,
+    then some message at least every ``idle_timeout_s`` while nothing is in flight."""
+
+    def __init__(self, *, config_timeout_s: float, idle_timeout_s: float, now: float) -> None:
+        self.config_timeout_s = config_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self._connected_at = now
+        self._last_activity = now
+
+    def on_frame(self, now: float) -> None:
+        """Called for every frame received."""
+        self._last_activity = now
+
+    def expired(self, now: float, *, configured: bool, busy: bool) -> ClientError | None:
+        """The fatal error when a deadline has passed, else None."""
+        if not configured and now - self._connected_at > self.config_timeout_s:
+            return ClientError(
+                ErrorCode.INVALID_STATE,
+                f"No speech.config within {self.config_timeout_s:g} s of connecting; closing",
+                close_code=CloseCode.IDLE_TIMEOUT,
+            )
+        if not busy and now - self._last_activity > self.idle_timeout_s:
+            return ClientError(
+                ErrorCode.INVALID_STATE,
+                f"Idle timeout: no message for {self.idle_timeout_s:g} s; closing",
+                close_code=CloseCode.IDLE_TIMEOUT,
+            )
+        return None
