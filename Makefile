@@ -6,8 +6,13 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-nodeps.txt
 WSS_MODEL ?= tiny.en
 RUN_SYS_PKGS := libopus0
 TEST_SYS_PKGS := libopus0 flite espeak-ng sox festival festvox-us-slt-hts redis-server chromium nodejs
+# make image-test: podman (runc, chroot builds), debootstrap (a local base when the official one
+# cannot be pulled), and the services and tools the image is run against.
+IMAGE_SYS_PKGS := podman runc debootstrap postgresql redis-server nginx flite
+IMAGE_TAG ?= localhost/openasr:image-test
 
-.PHONY: run worker test lint fmt bench install model migrate sysdeps-run sysdeps-test clean
+.PHONY: run worker test image-test lint fmt bench install model migrate sysdeps-run sysdeps-test \
+	sysdeps-image clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +31,9 @@ sysdeps-run:
 sysdeps-test:
 	@scripts/sysdeps.sh $(TEST_SYS_PKGS)
 
+sysdeps-image:
+	@scripts/sysdeps.sh $(IMAGE_SYS_PKGS)
+
 model: install
 	@if [ -z "$$WHISPER_MODEL_PATH" ]; then $(BIN)/python manage.py install_model $(WSS_MODEL); fi
 
@@ -43,6 +51,13 @@ worker: sysdeps-run install model
 ## Lint and the whole test suite (starts a Redis if none answers).
 test: sysdeps-test install lint
 	REDIS_TEST_URL=$$(PY=$(BIN)/python scripts/ensure-redis.sh) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Build the image with podman and run it as operators do (tests/deploy/image): the server
+## alone, then migrate + server + worker against Redis and PostgreSQL (docs/DEPLOYING.md).
+image-test: sysdeps-image install
+	@scripts/image-podman-setup.sh
+	@base=$$(scripts/image-base.sh) && PY=$(BIN)/python scripts/image-build.sh $(IMAGE_TAG) "$$base"
+	OPENASR_IMAGE=$(IMAGE_TAG) $(BIN)/python -m pytest tests/deploy/image $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

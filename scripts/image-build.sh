@@ -5,7 +5,7 @@
 # configuration and the files it names (CA bundle, constraints, local indexes) through read-only
 # bind mounts (scripts/image-pip-config.py); none of them ends up in the image. Prints the build
 # time in seconds to .make/image-test/build_s. OPENASR_BUILD_CONTEXT: another build context
-# (default: this checkout); OPENASR_BUILD_NO_CACHE=1: rebuild every layer.
+# (default: this checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TAG=$1
@@ -14,8 +14,12 @@ PY=${PY:-.venv/bin/python}
 MODEL=${OPENASR_MODEL:-tiny.en}
 MODEL_TYPE=${OPENASR_MODEL_TYPE:-f16}
 CONTEXT=${OPENASR_BUILD_CONTEXT:-.}
-cache=()
-[ "${OPENASR_BUILD_NO_CACHE:-}" = 1 ] && cache=(--no-cache)
+# Every layer is rebuilt and no intermediate image is kept: the result is what a user's first
+# build gives, whatever earlier builds left on this machine (buildah's layer cache ignores
+# the -v mounts, so a cached layer could carry another build's mount points), and repeated
+# runs do not pile up layers. OPENASR_BUILD_CACHE=1 reuses layers (quicker while iterating).
+cache=(--no-cache --layers=false)
+[ "${OPENASR_BUILD_CACHE:-}" = 1 ] && cache=(--layers)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -26,7 +30,8 @@ start=$(date +%s)
 # chroot isolation: the only one that works without a daemon on this machine kind; host
 # network: the build reaches the package registries the machine reaches; docker format: OCI
 # drops HEALTHCHECK.
-podman build --isolation=chroot --network=host --format=docker --layers \
+if podman image exists "$TAG"; then podman rmi --force "$TAG" >/dev/null; fi
+podman build --isolation=chroot --network=host --format=docker \
   "${cache[@]}" "${mounts[@]}" \
   --build-arg "BASE_IMAGE=$BASE" --build-arg "MODEL=$MODEL" --build-arg "MODEL_TYPE=$MODEL_TYPE" \
   -t "$TAG" -f "$CONTEXT/Dockerfile" "$CONTEXT" > .make/image-test/build.log 2>&1 \

@@ -262,3 +262,37 @@ def _pg_bindir() -> Path:
     if not versions:
         raise RuntimeError("no PostgreSQL server installed (make image-test installs postgresql)")
     return versions[-1].parent
+
+
+@contextmanager
+def nginx_proxy(server_port: int) -> Iterator[int]:
+    """docker/nginx.conf served by this machine's nginx in front of a server on the loopback:
+    the compose file's `server:9090` upstream and listen port swapped for local ones, nothing
+    else changed. Yields nginx's port."""
+    conf = (Path(__file__).resolve().parents[3] / "docker" / "nginx.conf").read_text()
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="openasr-image-nginx-"))
+    replaced = (
+        conf.replace(
+            "set $openasr http://server:9090;", f"set $openasr http://127.0.0.1:{server_port};"
+        )
+        .replace("listen 8080;", f"listen 127.0.0.1:{port};")
+        .replace("pid /tmp/nginx.pid;", f"pid {workdir}/nginx.pid;")
+    )
+    assert replaced.count(str(server_port)) == 1 and f":{port};" in replaced, "nginx.conf changed"
+    (workdir / "nginx.conf").write_text(replaced)
+    log = (workdir / "nginx.log").open("w")
+    proc = subprocess.Popen(
+        ["nginx", "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-g", "daemon off;"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: http_get(port, "/nothing")[0] == 404 or proc.poll() is not None)
+        assert proc.poll() is None, (workdir / "nginx.log").read_text()
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
