@@ -3,7 +3,8 @@
 #
 # The official base (the Dockerfile's default) when podman has it or can pull it; otherwise a
 # stand-in made here from Debian packages: debootstrap (minbase, bookworm like the official
-# image) with python3, python3-venv, python-is-python3 and ca-certificates (as the official image has), imported with `podman import` and
+# image) with python3, python3-venv, python-is-python3 and ca-certificates (as the official
+# image has), imported with `podman import` and
 # cached under a tag that changes with this script. Its Python is Debian's 3.11, not 3.11.7:
 # good for testing the image, not for shipping it (docs/DEPLOYING.md).
 #
