@@ -88,6 +88,21 @@ def test_server_role_starts_serves_health_and_metrics_and_drains_on_sigterm(
         server.stop()
 
 
+def test_server_role_alone_migrates_its_default_sqlite_in_the_var_dir(tmp_path: Path) -> None:
+    """Without DATABASE_URL the server migrates SQLite in OPENASR_VAR_DIR (the image's writable
+    volume; /app is read-only) and starts: the image runs alone with its embedded defaults."""
+    port = free_port()
+    env = entrypoint_env(tmp_path, WSS_HOST="127.0.0.1", WSS_PORT=str(port))
+    env.pop("DATABASE_URL", None)
+    server = Server(args=[str(ENTRYPOINT), "server"], env=env, name="entrypoint-sqlite", port=port)
+    server.start()
+    try:
+        server.wait_ready(SERVER_START_S, "/health")
+        assert (tmp_path / "var" / "db.sqlite3").stat().st_size > 0
+    finally:
+        server.stop()
+
+
 def test_worker_role_starts_and_listens(tmp_path: Path) -> None:
     """`entrypoint.sh worker` logs that it listens on asr.inference, stays alive, and its
     healthcheck finds its Redis heartbeat."""
