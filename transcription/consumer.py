@@ -256,7 +256,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         events = self._budgeted(outputs.events)
         for event in events:
             if isinstance(event, Close):
-                await self.close(code=event.code)
+                await self.close(code=int(event.code))
                 break
             await self.send(text_data=protocol.encode(event, self.session.session_id))
         metrics.BACKPRESSURE_EVENTS.inc(sum(isinstance(e, Backpressure) for e in events))

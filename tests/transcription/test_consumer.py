@@ -233,3 +233,16 @@ async def test_a_revoked_key_ends_the_session_with_4001(monkeypatch: pytest.Monk
         assert error["payload"]["code"] == "UNAUTHORIZED"
         assert await closed_with(c) == 4001
     await wait_until_clean()
+
+
+async def test_a_corrupt_opus_packet_is_audio_error_and_the_session_goes_on() -> None:
+    """AUDIO_ERROR for the packet; speech.end still finishes normally with 1000."""
+    async with connected() as c:
+        await send(c, "speech.config", encoding="opus", sample_rate=48000)
+        await recv(c)
+        await c.send_to(bytes_data=b"\xff\xfe\xfd" * 50)
+        assert (await recv(c))["payload"]["code"] == "AUDIO_ERROR"
+        await send(c, "speech.end")
+        assert (await recv(c))["payload"]["status"] == "EndOfStream"
+        assert await closed_with(c) == 1000
+    await wait_until_clean()
