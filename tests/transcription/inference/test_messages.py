@@ -1,0 +1,48 @@
+"""Tests for transcription/inference/messages.py: the worker contract round-trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from transcription.inference.messages import (
+    JobAccepted,
+    JobResult,
+    MessageError,
+    TranscribeJob,
+    max_tokens_for,
+)
+from transcription.inference.types import Segment, Word
+
+
+def test_a_job_round_trips_through_its_message() -> None:
+    """to_message/from_message keep every field; audio within int16 precision."""
+    samples = np.linspace(-1, 1, 1600, dtype=np.float32)
+    job = TranscribeJob("r", "s", 4, samples, "de", "hi", 5, 2, 314, 1, 12.5)
+    back = TranscribeJob.from_message(job.to_message())
+    assert (back.reply_channel, back.window_index, back.language, back.attempt) == ("r", 4, "de", 1)
+    assert np.allclose(back.samples, samples, atol=1 / 16000)
+
+
+def test_the_job_is_the_one_place_a_request_is_made() -> None:
+    """request() carries the job's settings and the token bound for its length."""
+    job = TranscribeJob("r", "s", 0, np.zeros(32000, dtype=np.float32), beam_size=5)
+    request = job.request()
+    assert request.beam_size == 5 and request.max_tokens == max_tokens_for(2.0)
+
+
+@pytest.mark.parametrize("field", ["reply_channel", "window_index", "audio", "attempt"])
+def test_a_job_missing_a_field_is_a_message_error(field: str) -> None:
+    """A malformed job names the field instead of failing somewhere in the worker."""
+    message = TranscribeJob("r", "s", 0, np.zeros(16, dtype=np.float32)).to_message()
+    del message[field]
+    with pytest.raises(MessageError, match=field):
+        TranscribeJob.from_message(message)
+
+
+def test_a_result_round_trips_with_its_words() -> None:
+    """Segments and words survive the channel layer."""
+    seg = Segment("hi there", 0, 900, (Word("hi", 0, 400, 0.9), Word("there", 450, 900, 0.8)))
+    result = JobResult("s", 2, 0, ok=True, segments=(seg,), inference_s=0.5, audio_s=5.0)
+    assert JobResult.from_message(result.to_message()) == result
+    assert JobAccepted.from_message(JobAccepted("s", 2, 1).to_message()) == JobAccepted("s", 2, 1)
