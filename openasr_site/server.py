@@ -93,7 +93,9 @@ def _build_server_classes() -> tuple[type, type]:
                 self._denial["body"] += message.get("body", b"")
                 if not message.get("more_body", False):
                     self.handshake_deferred.errback(
-                        ConnectionDeny(code=self._denial["status"], reason="Denied")
+                        ConnectionDeny(  # type: ignore[no-untyped-call]
+                            code=self._denial["status"], reason="Denied"
+                        )
                     )
                     del self.handshake_deferred
                     self.server.protocol_disconnected(self)
@@ -161,9 +163,11 @@ def _count_policy_close() -> None:
 
 def _install_drain(server: Any, grace_s: float) -> None:
     """SIGTERM: drain (stop accepting, let sessions finish), then stop the reactor."""
-    from twisted.internet import reactor
+    from twisted.internet import reactor as twisted_reactor
 
     from transcription.registry import NODE
+
+    reactor: Any = twisted_reactor
 
     def drain_step(deadline: float) -> None:
         if NODE.active_sessions == 0 or time.monotonic() >= deadline:
@@ -233,9 +237,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _on_ready(host: str, port: int) -> None:
-    from twisted.internet import reactor
+    from twisted.internet import reactor as twisted_reactor
 
     from transcription.startup import warm_up
+
+    reactor: Any = twisted_reactor
 
     reactor.callLater(0, warm_up)
     log.info("OpenASR listening on ws://%s:%d/transcribe", host, port)

@@ -9,7 +9,7 @@ JSON to tell a phrase from an error.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -134,7 +134,7 @@ def error_events(exc: ClientError) -> list[Event]:
     return events
 
 
-def confidence(words: tuple[Word, ...] | list[Word]) -> float:
+def confidence(words: Sequence[Word]) -> float:
     """A phrase's confidence: the mean word probability (0 when there are no words)."""
     if not words:
         return 0.0

@@ -23,7 +23,7 @@ from transcription.inference.messages import JobResult
 
 # The seed exposes exactly its sample names; the default registry would add an
 # ``openasr_*_created`` series per counter and histogram (multiprocess mode never has them).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # --- gauges ---
 ACTIVE_SESSIONS = Gauge(

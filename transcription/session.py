@@ -20,7 +20,7 @@ from transcription.audio import SAMPLE_RATE_HZ
 from transcription.audio.buffer import AudioBuffer
 from transcription.audio.decode import AudioDecodeError
 from transcription.audio.pipeline import AudioPipeline
-from transcription.audio.vad import make_vad
+from transcription.audio.vad import VadKind, make_vad
 from transcription.events import (
     Backpressure,
     Checkpoint,
@@ -41,7 +41,7 @@ from transcription.inference.client import Delivered, GiveUp, InferenceClient, O
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Word
 from transcription.limits import AudioAllowance
-from transcription.policy import Span, StreamingPolicy, make_policy
+from transcription.policy import PolicyName, Span, StreamingPolicy, make_policy
 from transcription.protocol import SpeechConfig
 from transcription.transcript import Transcript
 
@@ -78,9 +78,9 @@ class SessionLimits:
     max_transcript_bytes: int = 1024 * 1024
     max_session_ms: int = 2 * 3600 * 1000
     max_audio_speed: float = 20.0  # times real time a client may send audio
-    vad: str = "silero"
+    vad: VadKind = "silero"
     vad_threshold: float = 0.5
-    streaming_policy: str = "windowed"
+    streaming_policy: PolicyName = "windowed"
     beam_size: int = 1
     n_threads: int = 2
     audio_ctx_auto: bool = True

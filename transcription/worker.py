@@ -107,7 +107,7 @@ class InferenceConsumer(AsyncConsumer):
 channel_application = ChannelNameRouter({INFERENCE_CHANNEL: InferenceConsumer.as_asgi()})
 
 
-class InferenceWorker(Worker):  # type: ignore[misc]
+class InferenceWorker(Worker):
     """channels' Worker that takes a job off the layer only when an inference slot is free.
 
     channels' own listener moves every queued message into an unbounded in-process queue, so

@@ -37,10 +37,12 @@ class StreamingResampler:
             return x
         if x.size == 0:
             return np.zeros(0, dtype=np.float32)
-        return self._stream.resample_chunk(x, last=False)
+        out: np.ndarray = self._stream.resample_chunk(x, last=False)
+        return out
 
     def flush(self) -> np.ndarray:
         """Called once at end of stream; returns the tail still held by the filter."""
         if self._stream is None:
             return np.zeros(0, dtype=np.float32)
-        return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        tail: np.ndarray = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        return tail

@@ -100,7 +100,8 @@ class _Framer:
 def _frame_dbfs(frames: np.ndarray) -> np.ndarray:
     """RMS level of each frame in dBFS (float64, finite)."""
     rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
-    return 20.0 * np.log10(np.maximum(rms, _LEVEL_FLOOR))
+    dbfs: np.ndarray = 20.0 * np.log10(np.maximum(rms, _LEVEL_FLOOR))
+    return dbfs
 
 
 # --- Silero ---

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 
-from transcription.inference.backend import Backend, load_backend
+from transcription.inference.backend import load_backend
+from transcription.inference.base import Backend
 from transcription.inference.fake import FakeBackend
 from transcription.modelinfo import resolve_serving_model
 

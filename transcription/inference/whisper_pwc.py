@@ -40,7 +40,7 @@ class _Slot:
         # Logs are left on stderr: pywhispercpp's redirect swaps fd 2 for the whole process,
         # which would swallow other threads' output while a model loads.
         self.model = Model(str(model_path), context_params={"use_gpu": False})
-        self.ctx = self.model._ctx
+        self.ctx = self.model._ctx  # type: ignore[attr-defined]
         strategies = pw.whisper_sampling_strategy
         # Params persist on whatever object holds them, so each slot owns one per strategy and
         # transcribe() sets every field that matters on every call.

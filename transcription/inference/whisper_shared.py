@@ -386,11 +386,11 @@ def _compare(struct: Structure, expected: dict[str, Any], label: str, out: list[
     for dotted, want in expected.items():
         try:
             owner, name = _resolve_owner(struct, dotted)
-            field_type = dict(owner._fields_)[name]
+            field_type = {f[0]: f[1] for f in owner._fields_}[name]
         except (AttributeError, KeyError):
             out.append(f"{label}.{dotted} missing")
             continue
-        if field_type in (c_char_p, c_void_p) or issubclass(field_type, ctypes._Pointer):  # type: ignore[attr-defined]
+        if field_type in (c_char_p, c_void_p) or issubclass(field_type, ctypes._Pointer):
             # Read pointers as plain addresses: at a wrong offset a "char *" holds garbage, and
             # dereferencing it would crash the process instead of failing the check.
             address = c_void_p.from_buffer(owner, getattr(type(owner), name).offset).value
@@ -556,7 +556,7 @@ class SharedWhisperBackend:
             if rc != 0:
                 raise RuntimeError(f"whisper_full_with_state failed with code {rc}")
             audio_ms = len(audio) * 1000 // SAMPLE_RATE_HZ
-            segments = read_segments(_StateReader(self._lib, self._ctx, state), audio_ms)
+            segments = read_segments(_StateReader(self._lib, self._open_ctx(), state), audio_ms)
         del keepalive
         return filter_segments(segments, self._filters)
 
@@ -568,6 +568,11 @@ class SharedWhisperBackend:
         if self._ctx:
             self._lib.whisper_free(self._ctx)
             self._ctx = None
+
+    def _open_ctx(self) -> int:
+        if self._ctx is None:
+            raise RuntimeError("backend is closed")
+        return self._ctx
 
     @contextmanager
     def _checkout(self) -> Iterator[int]:
