@@ -17,10 +17,10 @@ import numpy as np
 from common import SAMPLE_RATE_HZ, model_path, progress
 from quality import generated_corpus, offline, pooled, real_corpus
 
-from transcription.inference.types import InferenceRequest
+from transcription.inference.messages import JobResult, TranscribeJob
+from transcription.limits import SessionLimits
 from transcription.protocol import SpeechConfig
-from transcription.session import Job, Session, SessionLimits
-from transcription.worker import max_tokens_for
+from transcription.session import Session
 
 FRAME_SAMPLES = SAMPLE_RATE_HZ // 5
 
@@ -41,8 +41,16 @@ def stream(
     result is back before the next frame (the least look-ahead possible).
     """
     config = SpeechConfig("en", SAMPLE_RATE_HZ, "pcm_s16le", window[0], window[1], "m")
-    limits = SessionLimits(audio_buffer_ms=600_000, vad=vad, audio_ctx_auto=False, prompt=prompt)
-    session = Session("bench", config, limits, model_id="m")
+    limits = SessionLimits(
+        audio_buffer_ms=600_000,
+        vad=vad,  # type: ignore[arg-type]
+        audio_ctx_auto=False,
+        prompt=prompt,
+        max_audio_speed=1e9,
+        inference_timeout_s=float("inf"),
+    )
+    session = Session(limits)
+    session.start("bench", config, model_id="m")
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     phrases: list[str] = []
     queue: list[Any] = []
@@ -64,32 +72,25 @@ def stream(
             job, segments, _ = pending
             pending = None
             before = len(session.transcript.words)
-            queue.extend(session.on_result(job.window_index, segments).jobs)
+            reply = JobResult("bench", job.window_index, job.attempt, True, tuple(segments))
+            queue.extend(session.on_result(reply, now).jobs)
             committed = session.transcript.words[before:]
             if committed:
                 phrases.append(" ".join(w.text for w in committed))
 
     for i in range(0, len(pcm), step):
-        queue.extend(session.feed_audio(pcm[i : i + step]).jobs)
+        queue.extend(session.feed_audio(pcm[i : i + step], now).jobs)
         now += len(pcm[i : i + step]) / 2 / SAMPLE_RATE_HZ
         deliver()
-    queue.extend(session.end().jobs)
+    queue.extend(session.end(now).jobs)
     now = float("inf")  # the rest of the results arrive whenever they are ready
     deliver()
     return phrases
 
 
-def transcribe(backend: Any, job: Job) -> list[Any]:
-    """The request the worker builds for ``job`` (``worker.InferenceConsumer._run``)."""
-    request = InferenceRequest(
-        language=job.language,
-        prompt=job.prompt,
-        beam_size=job.beam_size,
-        n_threads=job.n_threads,
-        audio_ctx=job.audio_ctx,
-        max_tokens=max_tokens_for(job.audio_seconds),
-    )
-    return backend.transcribe(job.samples, request)
+def transcribe(backend: Any, job: TranscribeJob) -> list[Any]:
+    """What the worker runs for ``job``: the contract's own request."""
+    return list(backend.transcribe(job.samples, job.request()))
 
 
 def main() -> None:

@@ -125,8 +125,9 @@ async def worker_capacity() -> float:
     return float(sum(int(w.get("concurrency", 1)) for w in await live_workers(cfg.redis_url)))
 
 
-def check_session_caps(key: KeyIdentity | None) -> None:
-    """Called on ``speech.config``: the fixed caps (node, API key) or ``SESSION_LIMIT``."""
+async def check_session_caps(key: KeyIdentity | None) -> None:
+    """Called on ``speech.config``: the fixed caps (node, API key: ``SESSION_LIMIT``) and the
+    key's session-start rate (``RATE_LIMITED``)."""
     cfg = settings.OPENASR
     if NODE.active_sessions >= cfg.max_sessions or NODE.draining:
         metrics.CONNECTIONS_REJECTED_LIMIT.inc()

@@ -33,14 +33,13 @@ from transcription.events import (
     CloseCode,
     Error,
     ErrorCode,
-    Event,
 )
 from transcription.inference.messages import INFERENCE_CHANNEL, JobAccepted, JobResult
-from transcription.limits import Deadlines, ErrorBudget, RateWindow, abuse_error
+from transcription.limits import Deadlines, ErrorBudget, RateWindow, SessionLimits, abuse_error
 from transcription.modelinfo import resolve_serving_model
 from transcription.protocol import ConfigDefaults, SpeechConfig, SpeechEnd
 from transcription.registry import NODE
-from transcription.session import Outputs, ResumeState, Session, SessionLimits, State
+from transcription.session import Outputs, ResumeState, Session, State
 from transcription.worker import ensure_inprocess_worker
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         ensure_inprocess_worker()
         self.key = self.scope.get("openasr.key")
         self.model = resolve_serving_model(cfg)
-        self.session = Session(self._limits(), reply_channel=self.channel_name)
+        self.session = Session(SessionLimits.from_config(cfg), reply_channel=self.channel_name)
         self.rate = RateWindow(cfg.max_messages_per_s, cfg.max_audio_bytes_per_s, now)
         self.errors = ErrorBudget(now)
         self.deadlines = Deadlines(
@@ -136,8 +135,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, for any reason."""
-        log.info("connection closed (code %s)", code)
-        await self._cleanup()
+        await self._cleanup(code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Called for each WebSocket frame; one error funnel for client mistakes."""
@@ -167,7 +165,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
     async def _on_speech_config(self, config: SpeechConfig, now: float) -> None:
         self.session.check_can_configure()
         self.session.check_config(config, self.model.model_id, self.model.multilingual)
-        admission.check_session_caps(self.key)
+        await admission.check_session_caps(self.key)
         await admission.admit(self.channel_name, config)
         try:
             session_id, resume = await self._resolve(config)
@@ -238,7 +236,20 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             log.warning("window %d failed on a worker: %s", result.window_index, result.error)
         if result.ok:
             admission.observe(result)
-        await self._send_outputs(self.session.on_result(result, time.monotonic()))
+        outputs = self.session.on_result(result, time.monotonic())
+        await self._send_outputs(outputs)
+        if outputs.latency_s is not None:
+            metrics.WINDOW_LATENCY.observe(outputs.latency_s)
+            # One line per window for benchmarks/latency.py.
+            log.debug(
+                "window-timing index=%d latency_s=%.4f inference_s=%.4f queue_wait_s=%.4f "
+                "audio_s=%.3f",
+                result.window_index,
+                outputs.latency_s,
+                result.inference_s,
+                result.queue_wait_s,
+                result.audio_s,
+            )
 
     async def asr_live_probe(self, message: dict[str, Any]) -> None:
         """Another connection wants to resume a session: answer if this one owns it."""
@@ -253,7 +264,12 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         # cannot find (a node may die right after the send).
         if checkpoint is not None and self.session.has_progress:
             await self._store_checkpoint(checkpoint)
-        events = self._budgeted(outputs.events)
+        metrics.ERRORS.inc(sum(isinstance(e, Error) for e in outputs.events))
+        events, abusive, held = self.errors.admit(outputs.events, time.monotonic())
+        metrics.ERRORS_SUPPRESSED.inc(held)
+        if abusive:
+            metrics.CONNECTIONS_CLOSED_POLICY.inc()
+            events += self.session.fail(abuse_error()).events
         for event in events:
             if isinstance(event, Close):
                 await self.close(code=int(event.code))
@@ -265,33 +281,6 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         for job in outputs.jobs:
             await self._send_job(job.to_message())
         self._count_pending()
-
-    def _budgeted(self, events: list[Event]) -> list[Event]:
-        """Errors pass through the connection's error budget; a fatal one always goes out."""
-        kept: list[Event] = []
-        now = time.monotonic()
-        for i, event in enumerate(events):
-            fatal = i + 1 < len(events) and isinstance(events[i + 1], Close)
-            if isinstance(event, Error):
-                metrics.ERRORS.inc()
-            if not isinstance(event, Error) or fatal:
-                kept.append(event)
-                continue
-            verdict = self.errors.on_error(now)
-            if verdict.abusive:
-                metrics.CONNECTIONS_CLOSED_POLICY.inc()
-                return kept + self.session.fail(abuse_error()).events
-            if not verdict.send:
-                metrics.ERRORS_SUPPRESSED.inc()
-                continue
-            if verdict.suppressed:
-                event = Error(
-                    event.code,
-                    f"{event.message} ({verdict.suppressed} more errors "
-                    "were not sent: at most 5 per second)",
-                )
-            kept.append(event)
-        return kept
 
     async def _send_error(self, exc: ClientError) -> None:
         log.info("client error %s: %s", exc.code, exc.message)
@@ -351,7 +340,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
 
     # --- cleanup ---
 
-    async def _cleanup(self) -> None:
+    async def _cleanup(self, code: int | None = None) -> None:
         """Release everything the connection holds; safe to run twice, never raises."""
         if self._cleaned:
             return
@@ -372,6 +361,7 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             await live.release(self.channel_name, session.session_id)
             NODE.session_ended(session.session_id)
             metrics.SESSIONS_DESTROYED.inc()
+            log.info("session closed (code %s)", code)
         if self._counted:
             self._counted = False
             NODE.connection_closed(self._key_id())
@@ -409,22 +399,4 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
             window_duration_ms=cfg.window_ms,
             overlap_duration_ms=cfg.overlap_ms,
             model_id=self.model.model_id,
-        )
-
-    def _limits(self) -> SessionLimits:
-        cfg = settings.OPENASR
-        return SessionLimits(
-            audio_buffer_ms=cfg.audio_buffer_ms,
-            max_transcript_bytes=cfg.max_transcript_bytes,
-            max_session_ms=cfg.max_session_s * 1000,
-            max_audio_speed=cfg.max_audio_speed,
-            vad=cfg.vad,
-            vad_threshold=cfg.vad_threshold,
-            streaming_policy=cfg.streaming_policy,
-            beam_size=cfg.beam_size,
-            n_threads=cfg.effective_threads,
-            audio_ctx_auto=cfg.audio_ctx == "auto",
-            prompt=cfg.prompt == "transcript",
-            inference_timeout_s=cfg.inference_timeout_s,
-            inference_retries=cfg.inference_retries,
         )

@@ -9,11 +9,52 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transcription.events import ClientError, CloseCode, ErrorCode
+from openasr_site.config import ServerConfig
+from transcription.audio.vad import VadKind
+from transcription.events import ClientError, Close, CloseCode, Error, ErrorCode, Event
+from transcription.policy import PolicyName
 
 WINDOW_S = 1.0
 MAX_ERRORS_PER_WINDOW = 5  # speech.error events sent per connection per second
 ABUSE_WINDOWS = 5  # consecutive windows over the error budget that close the connection
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Per-session limits and inference settings taken from the server config."""
+
+    audio_buffer_ms: int = 30000
+    max_transcript_bytes: int = 1024 * 1024
+    max_session_ms: int = 2 * 3600 * 1000
+    max_audio_speed: float = 20.0  # times real time a client may send audio
+    vad: VadKind = "silero"
+    vad_threshold: float = 0.5
+    streaming_policy: PolicyName = "windowed"
+    beam_size: int = 1
+    n_threads: int = 2
+    audio_ctx_auto: bool = True
+    prompt: bool = False  # condition each window on the committed tail (WSS_PROMPT=transcript)
+    inference_timeout_s: float = 30.0
+    inference_retries: int = 2
+
+    @classmethod
+    def from_config(cls, cfg: ServerConfig) -> SessionLimits:
+        """The limits of every session this server runs."""
+        return cls(
+            audio_buffer_ms=cfg.audio_buffer_ms,
+            max_transcript_bytes=cfg.max_transcript_bytes,
+            max_session_ms=cfg.max_session_s * 1000,
+            max_audio_speed=cfg.max_audio_speed,
+            vad=cfg.vad,
+            vad_threshold=cfg.vad_threshold,
+            streaming_policy=cfg.streaming_policy,
+            beam_size=cfg.beam_size,
+            n_threads=cfg.effective_threads,
+            audio_ctx_auto=cfg.audio_ctx == "auto",
+            prompt=cfg.prompt == "transcript",
+            inference_timeout_s=cfg.inference_timeout_s,
+            inference_retries=cfg.inference_retries,
+        )
 
 
 class RateWindow:
@@ -79,6 +120,32 @@ class ErrorBudget:
         self._suppressed += 1
         self._over = True
         return ErrorVerdict(send=False, abusive=self._streak + 1 >= ABUSE_WINDOWS)
+
+    def admit(self, events: list[Event], now: float) -> tuple[list[Event], bool, int]:
+        """Pass ``events`` through the budget: a fatal error (one followed by ``Close``)
+        always goes out. Returns what to send, whether the client is now abusive, and how
+        many errors were held back."""
+        kept: list[Event] = []
+        held = 0
+        for i, event in enumerate(events):
+            fatal = i + 1 < len(events) and isinstance(events[i + 1], Close)
+            if not isinstance(event, Error) or fatal:
+                kept.append(event)
+                continue
+            verdict = self.on_error(now)
+            if verdict.abusive:
+                return kept, True, held
+            if not verdict.send:
+                held += 1
+                continue
+            if verdict.suppressed:
+                event = Error(
+                    event.code,
+                    f"{event.message} ({verdict.suppressed} more errors were not sent: at most "
+                    f"{MAX_ERRORS_PER_WINDOW} per second)",
+                )
+            kept.append(event)
+        return kept, False, held
 
 
 def abuse_error() -> ClientError:

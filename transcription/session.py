@@ -20,7 +20,7 @@ from transcription.audio import SAMPLE_RATE_HZ
 from transcription.audio.buffer import AudioBuffer
 from transcription.audio.decode import AudioDecodeError
 from transcription.audio.pipeline import AudioPipeline
-from transcription.audio.vad import VadKind, make_vad
+from transcription.audio.vad import make_vad
 from transcription.events import (
     Backpressure,
     Checkpoint,
@@ -40,8 +40,8 @@ from transcription.events import (
 from transcription.inference.client import Delivered, GiveUp, InferenceClient, Outcome, Resend
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Word
-from transcription.limits import AudioAllowance
-from transcription.policy import PolicyName, Span, StreamingPolicy, make_policy
+from transcription.limits import AudioAllowance, SessionLimits
+from transcription.policy import Span, StreamingPolicy, make_policy
 from transcription.protocol import SpeechConfig
 from transcription.transcript import Transcript
 
@@ -71,25 +71,6 @@ _TRANSITIONS: dict[State, frozenset[State]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class SessionLimits:
-    """Per-session limits and inference settings taken from the server config."""
-
-    audio_buffer_ms: int = 30000
-    max_transcript_bytes: int = 1024 * 1024
-    max_session_ms: int = 2 * 3600 * 1000
-    max_audio_speed: float = 20.0  # times real time a client may send audio
-    vad: VadKind = "silero"
-    vad_threshold: float = 0.5
-    streaming_policy: PolicyName = "windowed"
-    beam_size: int = 1
-    n_threads: int = 2
-    audio_ctx_auto: bool = True
-    prompt: bool = False  # condition each window on the committed tail (WSS_PROMPT=transcript)
-    inference_timeout_s: float = 30.0
-    inference_retries: int = 2
-
-
-@dataclass(frozen=True, slots=True)
 class ResumeState:
     """What a verified checkpoint restores: transcript, word tail and timeline position."""
 
@@ -106,6 +87,7 @@ class Outputs:
     windows_skipped: int = 0
     refused_ms: int = 0
     resends: int = 0
+    latency_s: float | None = None  # a window's result came in: first send to result
 
 
 def audio_ctx_for(seconds: float) -> int:
@@ -329,6 +311,7 @@ class Session:
                 )
             ).events
         elif isinstance(outcome, Delivered):
+            out.latency_s = outcome.latency_s
             self._delivered(outcome.result, outcome.job, out, now)
         return out
 

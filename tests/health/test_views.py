@@ -20,7 +20,8 @@ from openasr_site.config import ServerConfig
 from tests.e2e.conftest import migrated_db, redis_test_url
 from tests.support.client import config
 from tests.support.server import start_server, start_worker
-from transcription import admission, readiness, worker
+from transcription import admission
+from transcription.inference import heartbeat, loader
 from transcription.readiness import QUEUE_LIMIT
 from transcription.registry import NODE
 
@@ -48,10 +49,9 @@ def _node_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         ("draining", False),
     ):
         monkeypatch.setattr(NODE, name, value)
-    monkeypatch.setattr(worker, "_backend", object())
+    monkeypatch.setattr(loader, "_backend", object())
     monkeypatch.setattr(admission.STATE, "rtf", None)
-    monkeypatch.setattr(readiness, "_redis", None)
-    monkeypatch.setattr(readiness, "_cached", None)
+    monkeypatch.setattr(heartbeat, "_cached", None)
     yield
 
 
@@ -85,7 +85,7 @@ async def test_ready_when_model_queue_and_sessions_are_fine(configure: Any) -> N
 @pytest.mark.parametrize(
     ("setup", "field"),
     [
-        (lambda: setattr(worker, "_backend", None), "model_ready"),
+        (lambda: setattr(loader, "_backend", None), "model_ready"),
         (lambda: setattr(NODE, "inference_pending", QUEUE_LIMIT), "queue_ok"),
         (lambda: NODE.sessions.update({"a": "x", "b": "y"}), "sessions_available"),
         (lambda: setattr(NODE, "draining", True), "sessions_available"),

@@ -24,6 +24,8 @@ from transcription.inference.fake import FakeBackend
 from transcription.registry import NODE
 
 RATE = 16_000
+# Channels closes stale database connections around every dispatch.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
@@ -224,7 +226,7 @@ async def test_a_revoked_key_ends_the_session_with_4001(monkeypatch: pytest.Monk
 
     monkeypatch.setattr("transcription.consumer.akey_active", key_active)
     configure(monkeypatch, api_key_cache_s=0.0)
-    key = {"id": "1", "name": "k", "max_sessions": None, "prefix": "p"}
+    key = {"id": "1", "name": "k", "max_sessions": None, "prefix": "p"}  # a database key
     async with connected(**{"openasr.key": key}) as c:
         await send(c, "speech.config")
         await recv(c)

@@ -5,7 +5,6 @@ hand-made segments per window: no backend is involved."""
 from __future__ import annotations
 
 import numpy as np
-
 import pytest
 
 from transcription.events import (
@@ -20,8 +19,9 @@ from transcription.events import (
 )
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Segment, Word
+from transcription.limits import SessionLimits
 from transcription.protocol import SpeechConfig
-from transcription.session import Outputs, Session, SessionLimits, State
+from transcription.session import Outputs, Session, State
 
 RATE = 16_000
 

@@ -23,6 +23,8 @@ from transcription.inference.messages import (
 from transcription.worker import InferenceConsumer
 
 RATE = 16_000
+# Channels closes stale database connections around every dispatch.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)

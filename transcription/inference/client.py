@@ -38,6 +38,7 @@ class Delivered:
 
     result: JobResult
     job: TranscribeJob
+    latency_s: float  # from the first send of the window to its result
 
 
 Outcome = Resend | GiveUp | Delivered
@@ -47,6 +48,7 @@ Outcome = Resend | GiveUp | Delivered
 class _Pending:
     job: TranscribeJob
     deadline: float
+    sent_at: float
 
 
 class InferenceClient:
@@ -72,7 +74,7 @@ class InferenceClient:
         if self._pending is not None:
             raise RuntimeError(f"window {self._pending.job.window_index} is still in flight")
         job = replace(job, attempt=0)
-        self._pending = _Pending(job, now + self.timeout_s)
+        self._pending = _Pending(job, now + self.timeout_s, now)
         return job
 
     def on_accepted(self, message: JobAccepted, now: float) -> None:
@@ -86,9 +88,9 @@ class InferenceClient:
         if not self._matches(message.window_index):
             return None
         if message.ok:
-            assert self._pending is not None
-            job, self._pending = self._pending.job, None
-            return Delivered(message, job)
+            pending, self._pending = self._pending, None
+            assert pending is not None
+            return Delivered(message, pending.job, now - pending.sent_at)
         return self._retry(now, f"worker error: {message.error or 'unknown'}")
 
     def tick(self, now: float) -> Outcome | None:
@@ -111,5 +113,5 @@ class InferenceClient:
             self._pending = None
             return GiveUp(job.window_index, job.attempt + 1, reason)
         job = replace(job, attempt=job.attempt + 1)
-        self._pending = _Pending(job, now + self.timeout_s)
+        self._pending = _Pending(job, now + self.timeout_s, self._pending.sent_at)
         return Resend(job, reason)

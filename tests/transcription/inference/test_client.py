@@ -21,7 +21,7 @@ def test_a_result_for_the_job_in_flight_is_delivered_with_the_job() -> None:
     client = InferenceClient(timeout_s=5, retries=2)
     sent = client.send(job(), now=0)
     outcome = client.on_result(result(), now=1)
-    assert outcome == Delivered(result(), sent)
+    assert outcome == Delivered(result(), sent, 1.0)
     assert client.in_flight is None
 
 
