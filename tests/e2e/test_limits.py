@@ -45,21 +45,6 @@ def slow_server() -> Iterator[Server]:
     server.stop()
 
 
-async def test_full_node_answers_503_with_retry_after(slow_server: Server) -> None:
-    """A node holding WSS_MAX_CONNECTIONS connections answers the next upgrade with HTTP 503,
-    Retry-After and a JSON error (never 500); a closed connection frees the place."""
-    await wait_drained(slow_server)
-    held = [await Client.open(slow_server) for _ in range(3)]
-    refused = await upgrade(slow_server)
-    assert refused.status == 503, (refused.status, refused.body)
-    assert int(refused.headers["Retry-After"]) >= 1
-    assert "error" in refused.json()
-    for client in held:
-        await client.close()
-    await wait_drained(slow_server)
-    assert (await upgrade(slow_server)).status == 101
-
-
 async def test_backpressure_ok_follows_slow_down_each_sent_once(slow_server: Server) -> None:
     """Audio beyond 80 % of the buffer: one slow_down; when the model has caught up below the
     low mark: one ok; then the session ends normally."""
@@ -81,6 +66,22 @@ async def test_backpressure_ok_follows_slow_down_each_sent_once(slow_server: Ser
     assert client.events.index(ok) > 0
     assert client.errors == [], client.errors
     await wait_drained(slow_server, baseline=before)
+
+
+async def test_full_node_answers_503_with_retry_after(slow_server: Server) -> None:
+    """(Last on this server: today's 500 leaks the refused connection's slot.)
+    A node holding WSS_MAX_CONNECTIONS connections answers the next upgrade with HTTP 503,
+    Retry-After and a JSON error (never 500); a closed connection frees the place."""
+    await wait_drained(slow_server)
+    held = [await Client.open(slow_server) for _ in range(3)]
+    refused = await upgrade(slow_server)
+    assert refused.status == 503, (refused.status, refused.body)
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "error" in refused.json()
+    for client in held:
+        await client.close()
+    await wait_drained(slow_server)
+    assert (await upgrade(slow_server)).status == 101
 
 
 @pytest.fixture(scope="module")

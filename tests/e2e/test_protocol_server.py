@@ -220,13 +220,15 @@ async def test_frame_over_the_limit_closes_1009(limited_server: Server) -> None:
 
 
 async def test_idle_connection_is_closed_with_an_error(limited_server: Server) -> None:
-    """A connection silent for WSS_IDLE_TIMEOUT_S gets an error naming the timeout, then close."""
+    """A connection silent for WSS_IDLE_TIMEOUT_S gets INVALID_STATE naming the timeout, then
+    close 4008."""
     async with connected(limited_server) as ws:
         await configure(ws)
         err = await expect_error(ws, "INVALID_STATE")
         assert "Idle timeout" in err["message"]
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 4008
 
 
 async def test_other_paths_are_404(fake_server: Server) -> None:
