@@ -30,12 +30,12 @@ print(redis.Redis.from_url(sys.argv[1], socket_timeout=1).info("server")["run_id
 EOF
 }
 
-# Load the state file's PORT, PID, DIR, RUN_ID (empty when absent).
+# Load a state file's PORT, PID, DIR, RUN_ID (empty when absent).
 load_state() {
   PORT="" PID="" DIR="" RUN_ID=""
-  if [ -f "$STATE" ]; then
+  if [ -f "${1:-$STATE}" ]; then
     # shellcheck disable=SC1090
-    . "$STATE"
+    . "${1:-$STATE}"
   fi
 }
 
@@ -63,6 +63,22 @@ stop() {
   forget
 }
 
+# The state file is gone (`make clean`) but this tree's server may still run: each server's
+# directory names its tree in `owner`. Adopt a live one; delete the directories of dead ones.
+adopt() {
+  local dir
+  for dir in "${TMPDIR:-/tmp}"/openasr-test-redis.*; do
+    [ -f "$dir/owner" ] && [ "$(cat "$dir/owner")" = "$ROOT" ] || continue
+    load_state "$dir/state.env"
+    if ours_alive; then
+      cp "$dir/state.env" "$STATE"
+      return 0
+    fi
+    rm -rf -- "$dir"
+  done
+  return 1
+}
+
 start() {
   local dir port pid id
   dir=$(mktemp -d "${TMPDIR:-/tmp}/openasr-test-redis.XXXXXX")
@@ -78,7 +94,9 @@ start() {
       done
       if [ -n "$id" ]; then
         pid=$(cat "$dir/redis.pid")
-        printf 'PORT=%s\nPID=%s\nDIR=%s\nRUN_ID=%s\n' "$port" "$pid" "$dir" "$id" >"$STATE"
+        printf 'PORT=%s\nPID=%s\nDIR=%s\nRUN_ID=%s\n' "$port" "$pid" "$dir" "$id" >"$dir/state.env"
+        echo "$ROOT" >"$dir/owner"
+        cp "$dir/state.env" "$STATE"
         return 0
       fi
     fi
@@ -104,7 +122,7 @@ fi
 load_state
 if ! ours_alive; then
   forget
-  start
+  adopt || start
   load_state
 fi
 echo "redis://127.0.0.1:$PORT/0"

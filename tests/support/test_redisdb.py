@@ -83,24 +83,48 @@ def test_flushing_a_user_named_redis_needs_the_explicit_opt_in(
     assert client.dbsize() == 0
 
 
-def test_ensure_redis_prints_a_user_url_unchanged_and_reuses_its_own_server() -> None:
-    """With REDIS_TEST_URL set the script only echoes it; without, two runs give one server."""
+def _ensure_redis(extra: dict[str, str]) -> str:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_TEST_URL"}
-    env["PY"] = sys.executable
+    out = subprocess.run(
+        [str(redisdb.ENSURE_REDIS)],
+        env={**env, "PY": sys.executable, **extra},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip()
 
-    def run(extra: dict[str, str]) -> str:
-        out = subprocess.run(
-            [str(redisdb.ENSURE_REDIS)],
-            env={**env, **extra},
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        return out.stdout.strip()
 
-    assert run({"REDIS_TEST_URL": "redis://redis.example:6380/0"}) == "redis://redis.example:6380/0"
-    first, second = run({}), run({})
-    assert first == second
-    assert not first.startswith("redis://127.0.0.1:6379/")
-    assert redisdb.started_by_suite(first)
+def test_ensure_redis_prints_a_user_url_unchanged() -> None:
+    """With REDIS_TEST_URL set the script only echoes it: it starts nothing."""
+    url = "redis://redis.example:6380/0"
+    assert _ensure_redis({"REDIS_TEST_URL": url}) == url
+
+
+@pytest.fixture
+def own_redis_url() -> str:
+    """The suite's private Redis (skips when the user named another one: starting ours here
+    would leave a server running that nobody asked for)."""
+    url = redisdb.base_url()
+    if not redisdb.started_by_suite(url):
+        pytest.skip("REDIS_TEST_URL names a Redis of the user's choice")
+    return url
+
+
+def test_ensure_redis_reuses_its_own_server(own_redis_url: str) -> None:
+    """Every run gives the same private server, never the shared one on :6379."""
+    assert _ensure_redis({}) == own_redis_url
+    assert not own_redis_url.startswith("redis://127.0.0.1:6379/")
+
+
+def test_ensure_redis_adopts_its_server_after_the_state_file_is_lost(own_redis_url: str) -> None:
+    """`make clean` deletes .make: the next run finds the tree's live server again instead of
+    starting a second one."""
+    saved = redisdb.STATE_FILE.read_text()
+    redisdb.STATE_FILE.unlink()
+    try:
+        assert _ensure_redis({}) == own_redis_url
+        assert redisdb.started_by_suite(own_redis_url)
+    finally:
+        redisdb.STATE_FILE.write_text(saved)
