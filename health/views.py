@@ -20,6 +20,7 @@ async def health(request: HttpRequest) -> JsonResponse:
             "active_sessions": NODE.active_sessions,
             "max_sessions": settings.OPENASR.max_sessions,
             "inference_pending": NODE.inference_pending,
+            "active_connections": NODE.connections,  # beyond the seed
         }
     )
 

@@ -485,6 +485,14 @@ SETTINGS: tuple[Setting[Any], ...] = (
         "Test only: speed of WSS_BACKEND=fake (seconds per audio second)",
     ),
     Setting(
+        "WSS_FAKE_BACKEND_FAIL",
+        "fake_backend_fail",
+        _bool,
+        "false",
+        ("inference", "fake_fail"),
+        "Test only: WSS_BACKEND=fake raises on every window (a failing worker)",
+    ),
+    Setting(
         "REDIS_URL",
         "redis_url",
         _str,
@@ -550,6 +558,7 @@ class ServerConfig:
     accept_unsigned_checkpoints: bool
     shutdown_grace_s: float
     fake_backend_rtf: float
+    fake_backend_fail: bool
     redis_url: str = field(repr=False)  # may carry the Redis password
 
     def __post_init__(self) -> None:

@@ -33,9 +33,10 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openasr_site.settings")
 
+from transcription.denial import DENIAL_EXTENSION  # noqa: E402  (after the settings module)
+
 log = logging.getLogger("openasr.server")
 
-DENIAL_EXTENSION = "websocket.http.response"
 CLOSE_SERVICE_RESTART = 1012
 PROTOCOL_CLOSE_CODES = frozenset({1008, 1011})
 

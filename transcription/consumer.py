@@ -24,7 +24,7 @@ from django.conf import settings
 from openasr_site.logconfig import key_name_var, session_id_var
 from transcription import admission, checkpoints, live, metrics, protocol
 from transcription.auth.keys import KeyIdentity, akey_active
-from transcription.denial import deny
+from transcription.denial import Denial, deny
 from transcription.events import (
     Backpressure,
     Checkpoint,
@@ -108,23 +108,17 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         key_name_var.set(self.key["name"] if self.key else None)
         if NODE.connections >= cfg.max_connections or NODE.draining:
             metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+            busy = "server full or draining: try again later"
             await deny(
-                self.scope,
-                self.base_send,
-                503,
-                "server full or draining: try again later",
-                retry_after_s=RETRY_AFTER_S,
+                self.scope, self.base_send, Denial.retry_later(503, "busy", busy, RETRY_AFTER_S)
             )
             return
         per_key = cfg.max_connections_per_key
         if self.key and per_key and NODE.connections_of_key(self.key["id"]) >= per_key:
             metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+            held = f"this API key already holds {per_key} connections on this node"
             await deny(
-                self.scope,
-                self.base_send,
-                429,
-                f"this API key already holds {per_key} connections on this node",
-                retry_after_s=RETRY_AFTER_S,
+                self.scope, self.base_send, Denial.retry_later(429, "too_many", held, RETRY_AFTER_S)
             )
             return
         self._counted = True
@@ -145,22 +139,29 @@ class TranscriptionConsumer(AsyncWebsocketConsumer):
         try:
             if self.session.state is State.ENDED:
                 return  # closing: frames still in flight are ignored
-            binary = bytes_data is not None
-            self.rate.check(len(bytes_data or b"") if binary else 0, binary=binary, now=now)
             if bytes_data is not None:
+                self.rate.check(len(bytes_data), binary=True, now=now)
                 await self._on_audio(bytes_data, now)
             elif text_data is not None:
-                message = protocol.parse_client_message(text_data, self._defaults())
-                if isinstance(message, SpeechConfig):
-                    await self._on_speech_config(message, now)
-                elif isinstance(message, SpeechEnd):
-                    await self._send_outputs(self.session.end(now))
+                await self._on_text(text_data, now)
         except ClientError as exc:
             await self._send_error(exc)
         if bytes_data is not None:
             metrics.FRAME_HANDLE.observe(time.perf_counter() - started)
 
     # --- client messages ---
+
+    async def _on_text(self, text: str, now: float) -> None:
+        try:
+            message = protocol.parse_client_message(text, self._defaults())
+        except ClientError:
+            self.rate.check(0, binary=False, now=now)  # over the rate: refused as such
+            raise
+        self.rate.check(0, binary=False, now=now, exempt=isinstance(message, SpeechEnd))
+        if isinstance(message, SpeechConfig):
+            await self._on_speech_config(message, now)
+        else:
+            await self._send_outputs(self.session.end(now))
 
     async def _on_speech_config(self, config: SpeechConfig, now: float) -> None:
         self.session.check_can_configure()

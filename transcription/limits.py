@@ -67,14 +67,16 @@ class RateWindow:
         self._messages = 0
         self._bytes = 0
 
-    def check(self, size: int, *, binary: bool, now: float) -> None:
-        """Called for every frame; raises ``RATE_LIMITED`` for one over either rate."""
+    def check(self, size: int, *, binary: bool, now: float, exempt: bool = False) -> None:
+        """Called for every frame; raises ``RATE_LIMITED`` for one over either rate. An
+        ``exempt`` frame (``speech.end``: once per session, and refusing it would strand the
+        transcript) counts but is never refused."""
         if now - self._start >= WINDOW_S:
             self._start, self._messages, self._bytes = now, 0, 0
         self._messages += 1
         if binary:
             self._bytes += size
-        if self._messages > self.max_messages or self._bytes > self.max_bytes:
+        if not exempt and (self._messages > self.max_messages or self._bytes > self.max_bytes):
             raise ClientError(
                 ErrorCode.RATE_LIMITED,
                 f"Too many messages: at most {self.max_messages} frames and {self.max_bytes} "
@@ -141,8 +143,8 @@ class ErrorBudget:
             if verdict.suppressed:
                 event = Error(
                     event.code,
-                    f"{event.message} ({verdict.suppressed} more errors were not sent: at most "
-                    f"{MAX_ERRORS_PER_WINDOW} per second)",
+                    f"{event.message} ({verdict.suppressed} similar errors suppressed: at most "
+                    f"{MAX_ERRORS_PER_WINDOW} per second are sent)",
                 )
             kept.append(event)
         return kept, False, held

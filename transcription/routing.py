@@ -8,24 +8,16 @@ from typing import Any
 from channels.routing import URLRouter
 from django.urls import path
 
+from transcription.auth.middleware import HandshakeAuthMiddleware
 from transcription.consumer import TranscriptionConsumer
+from transcription.denial import Denial, deny
 
 websocket_urlpatterns = [path("transcribe", TranscriptionConsumer.as_asgi())]
 
 
-async def _not_found(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Deny an unknown WebSocket path with HTTP 404 (or a plain close without the extension)."""
-    if "websocket.http.response" in scope.get("extensions", {}):
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": 404,
-                "headers": [(b"content-type", b"text/plain")],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": b"Not Found: use /transcribe"})
-    else:
-        await send({"type": "websocket.close", "code": 1008})
+async def _not_found(scope: dict[str, Any], send: Any) -> None:
+    """Deny an unknown WebSocket path with HTTP 404."""
+    await deny(scope, send, Denial(404, "not_found", "Not Found: use /transcribe"))
 
 
 class _Router:
@@ -37,17 +29,13 @@ class _Router:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("path", "").rstrip("/") != "/transcribe":
             await receive()  # websocket.connect
-            await _not_found(scope, receive, send)
+            await _not_found(scope, send)
             return
         await self.router(scope, receive, send)
 
 
 def build_websocket_application() -> Any:
-    """The WebSocket stack: auth/origin middleware (when present) around the router."""
-    try:
-        from transcription.auth.middleware import HandshakeAuthMiddleware
-    except ImportError:
-        return _Router()
+    """The WebSocket stack: the auth/origin middleware around the router."""
     return HandshakeAuthMiddleware(_Router())
 
 

@@ -227,30 +227,32 @@ class Session:
         out = Outputs()
         if not data:
             return out  # an empty frame is ignored (docs/PROTOCOL.md "Audio")
+        session_left_ms = self.limits.max_session_ms - (self.buffer.end_ms - c.timeline_start_ms)
+        if session_left_ms <= 0:
+            raise ClientError(
+                ErrorCode.RATE_LIMITED,
+                f"Session duration limit reached ({self.limits.max_session_ms // 1000} s of "
+                "audio): the frame was refused; send speech.end and resume in a new session",
+            )
         allowance_ms = c.allowance.available_ms(now)
         try:
-            fed = c.pipeline.feed(data, allowance_ms)
+            fed = c.pipeline.feed(data, min(allowance_ms, session_left_ms))
         except AudioDecodeError as exc:
             raise ClientError(ErrorCode.AUDIO_ERROR, str(exc)) from None
         c.allowance.consume(fed.accepted_ms)
         if fed.refused_ms > 0:
             out.refused_ms = fed.refused_ms
-            if allowance_ms < self.buffer.free_ms:
-                why = f"Audio faster than {self.limits.max_audio_speed:g}x real time"
+            refused = f"refused {fed.refused_ms} ms of audio"
+            if session_left_ms < min(allowance_ms, self.buffer.free_ms):
+                limit_s = self.limits.max_session_ms // 1000
+                why = f"Session duration limit ({limit_s} s) reached: {refused}; send speech.end"
+            elif allowance_ms < self.buffer.free_ms:
+                speed = self.limits.max_audio_speed
+                why = f"Audio faster than {speed:g}x real time: {refused}; slow down, resend it"
             else:
-                why = f"Audio buffer full ({self.limits.audio_buffer_ms} ms)"
-            out.events.append(
-                Error(
-                    ErrorCode.RATE_LIMITED,
-                    f"{why}: refused {fed.refused_ms} ms of audio; slow down and resend it",
-                )
-            )
-        if self.buffer.end_ms - c.timeline_start_ms > self.limits.max_session_ms:
-            raise ClientError(
-                ErrorCode.RATE_LIMITED,
-                f"Session duration limit reached ({self.limits.max_session_ms // 1000} s of "
-                "audio); send speech.end and resume in a new session",
-            )
+                buffer_ms = self.limits.audio_buffer_ms
+                why = f"Audio buffer full ({buffer_ms} ms): {refused}; slow down and resend it"
+            out.events.append(Error(ErrorCode.RATE_LIMITED, why))
         self._backpressure(out)
         self._schedule(out, now)
         return out

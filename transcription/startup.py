@@ -7,7 +7,9 @@ import logging
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from transcription.auth.keys import check_auth_configuration
 from transcription.modelinfo import resolve_serving_model
+from transcription.worker import ensure_inprocess_worker
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +27,9 @@ def check_startup() -> None:
                 else f"run `make run` or `python manage.py install_model {cfg.model_name}`"
             )
             raise ImproperlyConfigured(f"model file {model.path} not found: {hint}")
-    try:
-        from transcription.auth.keys import check_auth_configuration
-    except ImportError:
-        return
     check_auth_configuration()
 
 
 def warm_up() -> None:
     """On the event loop once listening: start the in-process worker (loads the model)."""
-    from transcription.worker import ensure_inprocess_worker
-
     ensure_inprocess_worker()

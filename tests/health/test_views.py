@@ -61,14 +61,21 @@ async def get(view: Callable[..., Any], path: str) -> tuple[int, dict[str, Any]]
 
 
 async def test_health_reports_the_seed_fields(configure: Any) -> None:
-    """/health: status ok, active sessions, the session limit, windows in flight."""
+    """/health: status ok, active sessions, the session limit, windows in flight (the seed's
+    fields), and open connections (ours)."""
     configure(max_sessions=7)
     NODE.sessions["s1"] = "chan"
     NODE.inference_pending = 1
     status, body = await get(views.health, "/health")
     assert (status, body) == (
         200,
-        {"status": "ok", "active_sessions": 1, "max_sessions": 7, "inference_pending": 1},
+        {
+            "status": "ok",
+            "active_sessions": 1,
+            "max_sessions": 7,
+            "inference_pending": 1,
+            "active_connections": 0,
+        },
     )
 
 
@@ -161,7 +168,13 @@ async def test_ready_is_503_while_the_only_session_is_open() -> None:
             assert body["model_ready"] is True and body["queue_ok"] is True
             assert server.get("/health") == (
                 200,
-                {"status": "ok", "active_sessions": 1, "max_sessions": 1, "inference_pending": 0},
+                {
+                    "status": "ok",
+                    "active_sessions": 1,
+                    "max_sessions": 1,
+                    "inference_pending": 0,
+                    "active_connections": 1,
+                },
             )
         server.wait_ready(timeout=10)
     finally:

@@ -19,10 +19,9 @@ A key in the query string is never read: URLs end up in proxy and access logs.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -31,16 +30,15 @@ from transcription import metrics
 from transcription.auth.keys import KEY_CACHE, AuthUnavailable, KeyIdentity
 from transcription.auth.origin import host_allowed, origin_allowed
 from transcription.auth.ratelimit import client_ip, get_limiter
+from transcription.denial import Denial, deny
 
 log = logging.getLogger(__name__)
 
-DENIAL_EXTENSION = "websocket.http.response"
 PROTOCOL_NAME = "openasr"
 BEARER_PROTOCOL_PREFIX = "openasr.bearer."
 SCOPE_KEY = "openasr.key"
 SCOPE_SUBPROTOCOL = "openasr.subprotocol"
 SCOPE_CLIENT_IP = "openasr.client_ip"
-CLOSE_POLICY_VIOLATION = 1008
 DB_RETRY_AFTER_S = 5
 
 Scope = dict[str, Any]
@@ -55,19 +53,6 @@ class Credentials:
 
     key: str | None
     subprotocol: str | None
-
-
-@dataclass(frozen=True)
-class Denial:
-    """An HTTP refusal of the upgrade: status, short JSON reason (never key material)."""
-
-    status: int
-    error: str
-    message: str
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-    def body(self) -> bytes:
-        return json.dumps({"error": self.error, "message": self.message}).encode()
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -193,18 +178,3 @@ class HandshakeAuthMiddleware:
         return Denial(
             401, "unauthorized", reason, [(b"www-authenticate", b'Bearer realm="openasr"')]
         )
-
-
-async def deny(scope: Scope, send: Send, denial: Denial) -> None:
-    """Send the refusal as an HTTP response, or close before accept without the extension."""
-    if DENIAL_EXTENSION not in scope.get("extensions", {}):
-        await send({"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION})
-        return
-    await send(
-        {
-            "type": "websocket.http.response.start",
-            "status": denial.status,
-            "headers": [(b"content-type", b"application/json"), *denial.headers],
-        }
-    )
-    await send({"type": "websocket.http.response.body", "body": denial.body()})

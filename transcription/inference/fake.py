@@ -37,11 +37,13 @@ class FakeBackend:
         seconds_per_audio_second: float = 0.0,
         script: Sequence[str] | None = None,
         filters: FilterConfig = DEFAULT_FILTERS,
+        fail: bool = False,
     ) -> None:
         self.model_name = "fake"
         self.model_path = model_path or Path("fake")
         self.concurrency = concurrency
         self.seconds_per_audio_second = seconds_per_audio_second
+        self.fail = fail  # raise on every call: a worker whose inference fails
         self.script = tuple(script) if script is not None else None
         self._filters = filters
         self._slots = threading.BoundedSemaphore(concurrency)
@@ -50,6 +52,8 @@ class FakeBackend:
 
     def transcribe(self, samples: np.ndarray, request: InferenceRequest) -> list[Segment]:
         """Return one segment with a word per 500 ms slot of non-silent audio."""
+        if self.fail:
+            raise RuntimeError("fake backend configured to fail (WSS_FAKE_BACKEND_FAIL)")
         audio = np.asarray(samples, dtype=np.float32)
         # Callers beyond ``concurrency`` wait, as they do for a free state in the real backends.
         with self._slots:

@@ -41,6 +41,7 @@ def get_backend() -> Backend:
                 backend = FakeBackend(
                     concurrency=cfg.worker_concurrency,
                     seconds_per_audio_second=cfg.fake_backend_rtf,
+                    fail=cfg.fake_backend_fail,
                 )
             else:
                 backend = load_backend(
