@@ -186,6 +186,7 @@ class WindowedPolicy:
         min_pause_ms: int = DEFAULT_MIN_PAUSE_MS,
         pause_wait_ms: int | None = None,
         short_window_ms: int = SHORT_WINDOW_MS,
+        max_span_ms: int | None = None,
     ) -> None:
         if window_ms <= 0 or not 0 <= overlap_ms < window_ms:
             raise ValueError("window_ms must be positive and overlap_ms in 0..window_ms-1")
@@ -200,6 +201,11 @@ class WindowedPolicy:
         self.pause_wait_ms = window_ms // 4 if pause_wait_ms is None else pause_wait_ms
         self._start_ms: int | None = None
         self.short = window_ms < short_window_ms  # commit at pauses (see _short_span)
+        # The longest utterance a short window holds before cutting without a pause; capped
+        # by the caller at what the session's audio buffer can hold, or continuous speech
+        # would fill the buffer before any cut and stall the session.
+        default_span_ms = max(SHORT_MAX_SPAN_MS, 3 * window_ms)
+        self.max_span_ms = default_span_ms if max_span_ms is None else max_span_ms
         self._interim_until_ms = 0  # end of the last interim-only pass (short windows)
         self._interim: list[Word] = []  # held back by the last span, after the committed tail
         self._last_end_ms = 0
@@ -241,7 +247,7 @@ class WindowedPolicy:
         window for ``speech.hypothesis`` only. An utterance longer than ``max_span_ms`` without
         a pause is cut like a normal window."""
         end = buffer.end_ms
-        max_span_ms = max(SHORT_MAX_SPAN_MS, 3 * self.window_ms)
+        max_span_ms = self.max_span_ms
         if final and end - start <= max_span_ms:
             return Span(start, end, final=True)
         # A fast sender fills the buffer far ahead: look for the pause within one utterance.
@@ -444,11 +450,23 @@ def _agreed_length(previous: Sequence[Word], current: Sequence[Word], moved_ms: 
     return agreed
 
 
-def make_policy(name: PolicyName, window_ms: int, overlap_ms: int) -> StreamingPolicy:
+def usable_ms(buffer_ms: int) -> int:
+    """The longest span a session with a ``buffer_ms`` audio buffer can wait for: three
+    quarters of it, below the 80 % backpressure mark."""
+    return buffer_ms * 3 // 4
+
+
+def make_policy(
+    name: PolicyName, window_ms: int, overlap_ms: int, buffer_ms: int | None = None
+) -> StreamingPolicy:
     """The session's policy for the server's ``streaming_policy`` setting (ValueError if the
-    name is unknown: settings are read as strings)."""
+    name is unknown: settings are read as strings). ``buffer_ms`` bounds every span to what
+    the session's buffer holds below its backpressure mark."""
     if name == "windowed":
-        return WindowedPolicy(window_ms, overlap_ms)
+        max_span_ms = None
+        if buffer_ms is not None:
+            max_span_ms = min(max(SHORT_MAX_SPAN_MS, 3 * window_ms), usable_ms(buffer_ms))
+        return WindowedPolicy(window_ms, overlap_ms, max_span_ms=max_span_ms)
     if name == "local_agreement":
         return LocalAgreementPolicy(min(1000, window_ms // 2), max_buffer_ms=window_ms)
     raise ValueError(f"streaming policy must be one of {', '.join(POLICY_NAMES)}, not {name!r}")

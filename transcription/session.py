@@ -41,7 +41,7 @@ from transcription.inference.client import Delivered, GiveUp, InferenceClient, O
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Word
 from transcription.limits import AudioAllowance, SessionLimits
-from transcription.policy import Span, StreamingPolicy, make_policy
+from transcription.policy import Span, StreamingPolicy, make_policy, usable_ms
 from transcription.protocol import SpeechConfig
 from transcription.transcript import Transcript
 
@@ -90,6 +90,16 @@ class Outputs:
     latency_s: float | None = None  # a window's result came in: first send to result
 
 
+def fit_to_buffer(config: SpeechConfig, buffer_ms: int) -> SpeechConfig:
+    """A window longer than the audio buffer can hold would never fill: it is shortened to
+    what the buffer holds, and the ack's ``effective_config`` says so."""
+    window_ms = min(config.window_duration_ms, usable_ms(buffer_ms))
+    if window_ms == config.window_duration_ms:
+        return config
+    overlap_ms = min(config.overlap_duration_ms, window_ms // 2)
+    return replace(config, window_duration_ms=window_ms, overlap_duration_ms=overlap_ms)
+
+
 def audio_ctx_for(seconds: float) -> int:
     """whisper.cpp encoder frames for ``seconds`` of audio (50/s) plus margin; 1500 = 30 s."""
     return min(1500, int(math.ceil(max(seconds, AUDIO_CTX_MIN_S) * 50)) + 64)
@@ -122,7 +132,10 @@ class _Configured:
             timeline_start_ms=self.timeline_start_ms,
         )
         self.policy: StreamingPolicy = make_policy(
-            limits.streaming_policy, config.window_duration_ms, config.overlap_duration_ms
+            limits.streaming_policy,
+            config.window_duration_ms,
+            config.overlap_duration_ms,
+            limits.audio_buffer_ms,
         )
         self.allowance = AudioAllowance(limits.max_audio_speed, limits.audio_buffer_ms, now)
         self.span: Span | None = None  # the span of the job in flight
@@ -208,6 +221,7 @@ class Session:
         """Called once ``speech.config`` passed every check: configure and acknowledge."""
         self.check_can_configure()
         self.check_config(config, model_id, multilingual)
+        config = fit_to_buffer(config, self.limits.audio_buffer_ms)
         self._c = _Configured(session_id, config, self.limits, model_id, resume, signer, now)
         self._transition(State.CONFIGURED)
         ack = ConfigAck(

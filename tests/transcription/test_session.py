@@ -245,3 +245,27 @@ def test_audio_faster_than_the_allowed_speed_is_refused_in_ms() -> None:
     out = s.feed_audio(silence, now=0.1)  # 0.2 s refilled at 2x real time
     assert out.refused_ms == 1800
     assert any(isinstance(e, Error) and "real time" in e.message for e in out.events)
+
+
+def test_continuous_speech_in_a_small_buffer_is_cut_before_the_buffer_fills() -> None:
+    """Short windows wait for a pause, but never longer than the buffer can hold: with a
+    4 s buffer, 3.6 s of speech without a pause is sent for transcription, not stalled."""
+    s = Session(SessionLimits(vad="energy", audio_buffer_ms=4000))
+    s.start("s", SpeechConfig("en", RATE, "pcm_s16le", 1000, 0, "m"), model_id="m")
+    jobs = feed(s, tone_bursts([(200, 3600)], 3600))
+    sizes = []
+    while jobs:
+        job = jobs.pop(0)
+        sizes.append(len(job.samples) // RATE)
+        jobs += s.on_result(result(job, [words_segment(job, "la la la")]), 0).jobs
+    assert 3 in sizes  # the 3 s cut (3/4 of the buffer)
+    assert s.last_audio_ms > 0  # and the buffer moved on
+
+
+def test_a_window_longer_than_the_buffer_is_shortened_and_the_ack_says_so() -> None:
+    """window_duration_ms 60000 with a 30 s buffer: the ack's effective window fits it."""
+    s = Session(SessionLimits(vad="energy", audio_buffer_ms=30_000))
+    ack = s.start("s", SpeechConfig("en", RATE, "pcm_s16le", 60000, 2000, "m"), model_id="m")
+    effective = ack.events[0].effective_config  # type: ignore[union-attr]
+    assert effective["window_duration_ms"] == 22_500
+    assert effective["overlap_duration_ms"] == 2000
