@@ -28,6 +28,7 @@ from django.conf import settings
 
 from transcription import metrics
 from transcription.auth.keys import KeyIdentity
+from transcription.denial import Denial
 from transcription.events import ClientError, ErrorCode
 from transcription.inference.heartbeat import live_workers
 from transcription.inference.messages import JobResult
@@ -123,6 +124,25 @@ async def worker_capacity() -> float:
     if not cfg.redis_url:
         return float(cfg.worker_concurrency)
     return float(sum(int(w.get("concurrency", 1)) for w in await live_workers(cfg.redis_url)))
+
+
+RETRY_AFTER_S = 5
+
+
+def refuse_connection(key: KeyIdentity | None) -> Denial | None:
+    """Called on the upgrade: HTTP 503 when the node is full or draining, 429 when the key
+    already holds ``WSS_MAX_CONNECTIONS_PER_KEY`` connections here; None to accept."""
+    cfg = settings.OPENASR
+    if NODE.connections >= cfg.max_connections or NODE.draining:
+        metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+        busy = "server full or draining: try again later"
+        return Denial.retry_later(503, "busy", busy, RETRY_AFTER_S)
+    per_key = cfg.max_connections_per_key
+    if key and per_key and NODE.connections_of_key(key["id"]) >= per_key:
+        metrics.CONNECTIONS_REJECTED_LIMIT.inc()
+        held = f"this API key already holds {per_key} connections on this node"
+        return Denial.retry_later(429, "too_many", held, RETRY_AFTER_S)
+    return None
 
 
 async def check_session_caps(key: KeyIdentity | None) -> None:

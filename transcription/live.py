@@ -15,6 +15,7 @@ from typing import Any
 
 from transcription import checkpoints, metrics
 from transcription.events import ClientError, ErrorCode
+from transcription.registry import NODE
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def _live_elsewhere(session_id: str) -> ClientError:
 
 async def claim(layer: Any, channel_name: str, session_id: str) -> None:
     """Mark ``session_id`` live on ``channel_name`` or raise ``SESSION_NOT_FOUND``."""
+    if session_id in NODE.sessions:  # holds even while Redis is away
+        raise _live_elsewhere(session_id)
     live = checkpoints.get_live_sessions()
     try:
         owner = await live.aclaim(session_id, channel_name)
@@ -41,8 +44,8 @@ async def claim(layer: Any, channel_name: str, session_id: str) -> None:
                 log.info("took over session %s from %s (owner gone)", session_id, owner)
                 return
     except Exception:
-        # Redis away: without the marker the refusal holds on this node only (NODE.sessions);
-        # better than refusing every session. Counted and logged.
+        # Redis away: without the marker the refusal holds on this node only (above); better
+        # than refusing every session. Counted and logged.
         metrics.REDIS_ERRORS.labels(operation="live_claim").inc()
         log.warning("could not claim live marker of %s", session_id, exc_info=True)
         return

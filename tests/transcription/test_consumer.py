@@ -224,7 +224,7 @@ async def test_a_revoked_key_ends_the_session_with_4001(monkeypatch: pytest.Monk
     async def key_active(identity: Any) -> bool:
         return active
 
-    monkeypatch.setattr("transcription.consumer.akey_active", key_active)
+    monkeypatch.setattr("transcription.connection.akey_active", key_active)
     configure(monkeypatch, api_key_cache_s=0.0)
     key = {"id": "1", "name": "k", "max_sessions": None, "prefix": "p"}  # a database key
     async with connected(**{"openasr.key": key}) as c:
