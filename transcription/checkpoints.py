@@ -23,6 +23,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 from transcription import metrics
 from transcription.events import ClientError, ErrorCode
+from transcription.redis_pool import Redis, get_redis
 from transcription.session import ResumeState
 from transcription.transcript import Transcript
 
@@ -166,10 +167,12 @@ class RedisCheckpointStore:
     """Checkpoints in Redis with a TTL, so a client can resume on any node."""
 
     def __init__(self, url: str, ttl_s: int) -> None:
-        import redis.asyncio as aioredis
-
         self.ttl_s = ttl_s
-        self._redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.url = url
+
+    @property
+    def _redis(self) -> Redis:
+        return get_redis(self.url)
 
     async def aload(self, session_id: str) -> dict[str, Any] | None:
         raw = await self._redis.get(checkpoint_key(session_id))
@@ -253,10 +256,12 @@ class RedisLiveSessions:
     """Markers in Redis (``SET NX EX``), so the refusal holds across nodes."""
 
     def __init__(self, url: str, ttl_s: int = LIVE_TTL_S) -> None:
-        import redis.asyncio as aioredis
-
         self.ttl_s = ttl_s
-        self._redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.url = url
+
+    @property
+    def _redis(self) -> Redis:
+        return get_redis(self.url)
 
     async def aclaim(self, session_id: str, owner: str) -> str | None:
         key = live_key(session_id)

@@ -11,21 +11,23 @@ import asyncio
 
 import redis.asyncio as aioredis
 
+Redis = aioredis.Redis
+
 SOCKET_TIMEOUT_S = 2.0
 
-_clients: dict[tuple[str, int], aioredis.Redis] = {}
+_clients: dict[tuple[str, float, int], Redis] = {}
 
 
-def get_redis(url: str) -> aioredis.Redis:
-    """The shared client for ``url`` on the running loop (or a loop-free one outside a loop)."""
+def get_redis(url: str, timeout_s: float = SOCKET_TIMEOUT_S) -> Redis:
+    """The shared client for ``url`` on the running loop (or a loop-free one outside a
+    loop); ``timeout_s`` for callers that must answer fast (the handshake)."""
     try:
         loop_id = id(asyncio.get_running_loop())
     except RuntimeError:
         loop_id = 0
-    client = _clients.get((url, loop_id))
+    key = (url, timeout_s, loop_id)
+    client = _clients.get(key)
     if client is None:
-        client = aioredis.from_url(
-            url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S
-        )
-        _clients[(url, loop_id)] = client
+        client = aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        _clients[key] = client
     return client

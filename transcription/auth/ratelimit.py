@@ -29,6 +29,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from transcription import metrics
+from transcription.redis_pool import Redis, get_redis
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +185,12 @@ class RedisCountStore:
     transaction, so a counter can never be left without its expiry."""
 
     def __init__(self, url: str, key: Callable[[str], str] = failure_key) -> None:
-        import redis.asyncio as aioredis
-
         self.key = key
-        self._redis = aioredis.from_url(
-            url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
-        )
+        self.url = url
+
+    @property
+    def _redis(self) -> Redis:
+        return get_redis(self.url, REDIS_TIMEOUT_S)
 
     async def ahit(self, subject: str, window_s: int) -> WindowCount:
         key = self.key(subject)
@@ -217,7 +218,7 @@ class RedisCountStore:
         await self._redis.delete(self.key(subject))
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        """Nothing to close: connections belong to the process's pool (redis_pool)."""
 
 
 class FailOpenCounter:
