@@ -292,6 +292,13 @@ _store: CheckpointStore | None = None
 _live: LiveSessions | None = None
 
 
+def reset_stores() -> None:
+    """Forget the stores built from the settings (they are rebuilt on next use)."""
+    global _store, _live
+    _store = None
+    _live = None
+
+
 def get_store() -> CheckpointStore:
     """The process's store, chosen by ``REDIS_URL``."""
     global _store

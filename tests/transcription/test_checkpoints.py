@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.conf import settings
 
 from openasr_site.config import ServerConfig
 from tests.e2e.conftest import redis_test_url
@@ -380,3 +381,13 @@ async def test_live_marker_expires_when_its_owner_stops_refreshing() -> None:
     assert raw.pttl("openasr:live:s") <= 1000
     await asyncio.sleep(1.2)
     assert await live.aclaim("s", "ch-b") is None
+
+
+def test_a_settings_change_rebuilds_the_stores() -> None:
+    """override_settings(OPENASR=...) drops the cached stores (setting_changed), so a test or
+    a reconfigured process never keeps a store built from the old settings."""
+    from django.test import override_settings
+
+    first = checkpoints.get_store()
+    with override_settings(OPENASR=dataclasses.replace(settings.OPENASR, checkpoint_ttl_s=61)):
+        assert checkpoints.get_store() is not first
