@@ -57,6 +57,7 @@ def new_session_id() -> str:
 class SessionConsumer(AsyncWebsocketConsumer):
     """One client connection and its session, whatever the wire protocol."""
 
+    api = "openasr"  # the wire API, a label of openasr_api_sessions_total
     session: Session
     key: KeyIdentity | None = None
     _counted = False  # counted in NODE.connections
@@ -168,6 +169,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         NODE.session_started(session_id, self.channel_name, self._key_id())
         self._spawn(live.refresh_forever(self.channel_name, session_id))
         metrics.SESSIONS_CREATED.inc()
+        metrics.API_SESSIONS.labels(api=self.api).inc()
         if self.key:
             metrics.KEY_SESSIONS.labels(key_name=self.key["name"]).inc()
         log.info("session %s: %s", "resumed" if resume else "created", config)

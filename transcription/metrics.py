@@ -114,6 +114,11 @@ CONNECTIONS_CLOSED_POLICY = Counter(
     "openasr_connections_closed_policy",
     "Connections closed with 1008: sustained abuse, or a client that stopped reading",
 )
+API_SESSIONS = Counter(
+    "openasr_api_sessions",
+    "Sessions started per wire API (openasr, openai_rest, openai_realtime, deepgram)",
+    ["api"],
+)
 SESSIONS_REVOKED = Counter(
     "openasr_sessions_revoked", "Live sessions ended because their API key was revoked or expired"
 )
