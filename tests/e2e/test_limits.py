@@ -51,7 +51,10 @@ async def test_backpressure_ok_follows_slow_down_each_sent_once(slow_server: Ser
     before = await counts_now(slow_server)
     client = await Client.open(slow_server)
     await client.configure(window_duration_ms=1000, overlap_duration_ms=0)
-    for chunk in pcm_chunks(tone_pcm(3.6), 16000):
+    # Words with pauses between them, so short windows commit at the pauses and the buffer
+    # drains (an utterance without a pause is held until it is cut).
+    words = b"".join(tone_pcm(0.7) + bytes(2 * 16000 * 3 // 10) for _ in range(4))
+    for chunk in pcm_chunks(words[: 2 * int(16000 * 3.6)], 16000):
         await client.send_binary(chunk)
     await client.wait_for(lambda e: e["type"] == "speech.backpressure", timeout=10)
     ok = await client.wait_for(
@@ -278,7 +281,7 @@ def failing_server() -> Iterator[Server]:
     """The fake backend failing every inference (WSS_FAKE_BACKEND_FAIL: a hook the fake
     backend needs, see the report), one retry."""
     server = start_server(
-        fake_env(WSS_FAKE_BACKEND_FAIL="always", WSS_INFERENCE_RETRIES="1"), wait="/health"
+        fake_env(WSS_FAKE_BACKEND_FAIL="true", WSS_INFERENCE_RETRIES="1"), wait="/health"
     )
     yield server
     server.stop()
