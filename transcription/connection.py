@@ -6,7 +6,7 @@ flight; ``limits.py`` owns the per-connection limits. ``SessionConsumer`` moves 
 them and the channel layer, stores checkpoints, and makes sure that whatever happens,
 ``_cleanup`` runs once and leaves nothing behind (docs/PROTOCOL.md "Session state machine",
 "Close codes"). A protocol's consumer subclasses it: it parses its frames into calls of
-``start_session`` / ``feed_audio`` / ``end_session`` and encodes events (``encode``).
+``start_session`` / ``feed_audio`` / ``end_session`` and encodes events (``frames``).
 """
 
 from __future__ import annotations
@@ -137,8 +137,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         """Called with each frame of a live connection; the protocol's own parsing."""
         raise NotImplementedError
 
-    def encode(self, event: Event) -> str:
-        """The text frame of ``event`` in the protocol's wire format."""
+    def frames(self, event: Event) -> list[str]:
+        """The text frames of ``event`` in the protocol's wire format (none, one or more:
+        another protocol may have no message for a checkpoint, or two for one phrase)."""
         raise NotImplementedError
 
     # --- the session, for the protocols ---
@@ -250,7 +251,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             if isinstance(event, Close):
                 await self.close(code=int(event.code))
                 break
-            await self.send(text_data=self.encode(event))
+            for frame in self.frames(event):
+                await self.send(text_data=frame)
         metrics.BACKPRESSURE_EVENTS.inc(sum(isinstance(e, Backpressure) for e in events))
         metrics.VAD_SKIPPED_WINDOWS.inc(outputs.windows_skipped)
         metrics.INFERENCE_RETRIES.inc(outputs.resends)

@@ -1,7 +1,8 @@
 """The WebSocket consumer at ``/transcribe``: the OpenASR (seed) wire protocol.
 
 It parses each frame (``protocol.parse_client_message``), turns it into a call on the session
-that ``SessionConsumer`` holds, and encodes the session's events (``protocol.encode``).
+that ``SessionConsumer`` holds, and encodes the session's events (``protocol.encode``): one
+frame per event.
 Normative: docs/PROTOCOL.md "Client messages", "Server events".
 """
 
@@ -42,8 +43,8 @@ class TranscriptionConsumer(SessionConsumer):
 
     # --- events ---
 
-    def encode(self, event: Event) -> str:
-        return protocol.encode(event, self.session.session_id)
+    def frames(self, event: Event) -> list[str]:
+        return [protocol.encode(event, self.session.session_id)]
 
     def _defaults(self) -> ConfigDefaults:
         cfg = settings.OPENASR
