@@ -1,12 +1,29 @@
 """``manage.py runworker asr.inference``: channels' runworker with OpenASR's bounded worker.
 
 Same command line as channels' own; only the worker class differs (see ``InferenceWorker``).
+SIGTERM (what Kubernetes and podman send) stops it like Ctrl-C, with exit status 0: a window in
+flight is lost with the process, and its sender re-sends it to another worker
+(``inference/client.py``).
 """
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Any
 
 from channels.management.commands.runworker import Command as ChannelsRunworker
 
 from transcription.worker import InferenceWorker
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # asgiref's server loop exits cleanly on it
+
+
 class Command(ChannelsRunworker):
     worker_class = InferenceWorker
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        signal.signal(signal.SIGTERM, _interrupt)
+        super().handle(*args, **options)
