@@ -1,12 +1,18 @@
 """The inference worker: takes windows off the channel layer, runs whisper.cpp, replies.
 
-The contract is ``inference/messages.py``: a ``TranscribeJob`` on ``INFERENCE_CHANNEL``; the
-worker answers ``JobAccepted`` when it starts a job and ``JobResult`` when it ends. It never dies
-on a bad job: every exception becomes a failed ``JobResult``. Delivery is at-most-once, so the
-sender owns timeouts and retries (``inference/client.py``).
+The contract is ``inference/messages.py``: a ``TranscribeJob`` on ``INFERENCE_CHANNEL`` (live
+windows) or ``BATCH_CHANNEL`` (file chunks); the worker answers ``JobAccepted`` when it starts a
+job and ``JobResult`` when it ends. It never dies on a bad job: every exception becomes a failed
+``JobResult``. Delivery is at-most-once, so the sender owns timeouts and retries
+(``inference/client.py``).
 
-The same ``InferenceConsumer`` runs under ``manage.py runworker asr.inference`` (Redis) and inside
-the daphne process on the in-memory layer (no ``REDIS_URL``): one code path.
+Live sessions keep priority: a worker with a free slot takes a batch job only when no live job
+waits (``InferenceWorker._take``), so a file never queues ahead of a live window; a live window
+waits at most for batch jobs already running.
+
+The same ``InferenceWorker`` runs under ``manage.py runworker asr.inference`` (Redis; the live
+channel's listener serves the batch channel too, so the command line is unchanged) and inside the
+daphne process on the in-memory layer (no ``REDIS_URL``): one code path.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from transcription import metrics
 from transcription.inference import loader
 from transcription.inference.heartbeat import heartbeat_forever
 from transcription.inference.messages import (
+    BATCH_CHANNEL,
     INFERENCE_CHANNEL,
     JobAccepted,
     JobResult,
@@ -39,6 +46,10 @@ log = logging.getLogger(__name__)
 
 WORKER_ID = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 SLOTS_SCOPE_KEY = "openasr.slots"
+# With a slot free, a live job is waited for this long alone before a batch job may be taken:
+# a live job already queued arrives within one layer round trip (~1 ms on Redis), so it always
+# wins; an idle worker starts a batch job this much later, nothing next to a window's inference.
+LIVE_FIRST_S = 0.02
 
 
 class InferenceConsumer(AsyncConsumer):
@@ -104,7 +115,9 @@ class InferenceConsumer(AsyncConsumer):
         )
 
 
-channel_application = ChannelNameRouter({INFERENCE_CHANNEL: InferenceConsumer.as_asgi()})
+channel_application = ChannelNameRouter(
+    {INFERENCE_CHANNEL: InferenceConsumer.as_asgi(), BATCH_CHANNEL: InferenceConsumer.as_asgi()}
+)
 
 
 class InferenceWorker(Worker):
@@ -112,10 +125,15 @@ class InferenceWorker(Worker):
 
     channels' own listener moves every queued message into an unbounded in-process queue, so
     one worker would hoard the whole backlog and the others would idle; holding a slot before
-    ``receive`` leaves waiting jobs on the shared layer for whichever worker is free.
+    ``receive`` leaves waiting jobs on the shared layer for whichever worker is free. The
+    listener of ``INFERENCE_CHANNEL`` also serves ``BATCH_CHANNEL``, at a lower priority.
     """
 
     def __init__(self, application: Any, channels: list[str], channel_layer: Any) -> None:
+        # The live listener serves the batch channel: a second, plain listener on it would
+        # take batch jobs regardless of the live queue.
+        if INFERENCE_CHANNEL in channels:
+            channels = [c for c in channels if c != BATCH_CHANNEL]
         super().__init__(application, channels, channel_layer)
         self.concurrency: int = settings.OPENASR.worker_concurrency
         self.slots: asyncio.Semaphore | None = None
@@ -128,25 +146,74 @@ class InferenceWorker(Worker):
         if redis_url:
             info = {"worker_id": WORKER_ID, "concurrency": self.concurrency}
             self._heartbeat = asyncio.ensure_future(heartbeat_forever(redis_url, info))
-        log.info("inference worker %s listening on %s", WORKER_ID, ", ".join(self.channels))
+        served = [*self.channels]
+        if INFERENCE_CHANNEL in served:
+            served.append(f"{BATCH_CHANNEL} (when no live job waits)")
+        log.info("inference worker %s listening on %s", WORKER_ID, ", ".join(served))
         await super().handle()
 
     async def listener(self, channel: str) -> None:
+        """One loop per channel: hold a free slot, then take one job (``_take``) and start it;
+        the consumer releases the slot when the job ends."""
         assert self.slots is not None
         while True:
             await self.slots.acquire()
             try:
-                message = await self.channel_layer.receive(channel)
+                taken_from, message = await self._take(channel)
             except BaseException:
                 self.slots.release()
                 raise
             if message.get("type") != TranscribeJob.TYPE:
-                log.warning("ignoring message of type %r on %s", message.get("type"), channel)
+                log.warning("ignoring message of type %r on %s", message.get("type"), taken_from)
                 self.slots.release()
                 continue
-            scope = {"type": "channel", "channel": channel, SLOTS_SCOPE_KEY: self.slots}
-            queue = self.get_or_create_application_instance(channel, scope)
+            scope = {"type": "channel", "channel": taken_from, SLOTS_SCOPE_KEY: self.slots}
+            queue = self.get_or_create_application_instance(taken_from, scope)
             await queue.put(message)
+
+    async def _take(self, channel: str) -> tuple[str, dict[str, Any]]:
+        """Called with a slot held: the next job of ``channel``. For the live channel, a batch
+        job is taken only when no live job came within ``LIVE_FIRST_S``; then both channels
+        are waited on, and the first job to come is taken. At most one job is ever held: the
+        receive that lost is cancelled (both layers keep a cancelled receive's message queued:
+        ``asyncio.Queue.get`` in memory, the backup queue of channels_redis), and in the rare
+        tie where both returned, the batch job is sent back to its channel."""
+        layer = self.channel_layer
+        if channel != INFERENCE_CHANNEL:
+            return channel, await layer.receive(channel)
+        live = asyncio.ensure_future(layer.receive(INFERENCE_CHANNEL))
+        tasks = [live]
+        try:
+            done, _ = await asyncio.wait({live}, timeout=LIVE_FIRST_S)
+            if not done:
+                tasks.append(asyncio.ensure_future(layer.receive(BATCH_CHANNEL)))
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()  # a no-op for the one that completed
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(
+                outcome, asyncio.CancelledError
+            ):
+                raise outcome
+        messages = [o if isinstance(o, dict) else None for o in outcomes]
+        live_job, batch_job = messages[0], messages[1] if len(messages) > 1 else None
+        if live_job is not None:
+            if batch_job is not None:
+                await self._requeue(batch_job)
+            return INFERENCE_CHANNEL, live_job
+        assert batch_job is not None
+        return BATCH_CHANNEL, batch_job
+
+    async def _requeue(self, message: dict[str, Any]) -> None:
+        """Give back a batch job taken in a tie with a live one (its sender re-sends it after
+        its deadline should this fail)."""
+        try:
+            await self.channel_layer.send(BATCH_CHANNEL, message)
+        except Exception:
+            metrics.INFERENCE_JOBS_DROPPED.inc()
+            log.warning("could not requeue a batch job", exc_info=True)
 
 
 _inprocess_task: asyncio.Task[None] | None = None

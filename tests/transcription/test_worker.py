@@ -4,6 +4,7 @@ worker answers every job, good or bad, and never dies."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -15,12 +16,18 @@ from django_prometheus.testutils import assert_metric_diff, save_registry
 from transcription.inference import loader
 from transcription.inference.fake import FakeBackend
 from transcription.inference.messages import (
+    BATCH_CHANNEL,
     INFERENCE_CHANNEL,
     JobAccepted,
     JobResult,
     TranscribeJob,
 )
-from transcription.worker import InferenceConsumer
+from transcription.worker import (
+    LIVE_FIRST_S,
+    InferenceConsumer,
+    InferenceWorker,
+    channel_application,
+)
 
 RATE = 16_000
 # Channels closes stale database connections around every dispatch.
@@ -99,3 +106,95 @@ async def test_a_job_without_a_reply_channel_is_counted_dropped() -> None:
     before = save_registry()
     await run_job({"type": TranscribeJob.TYPE, "window_index": 0})
     assert_metric_diff(before, 1, "openasr_inference_jobs_dropped_total")
+
+
+# --- priority: live windows before file chunks ---
+
+
+def job(index: int, priority: Any = "live") -> dict[str, Any]:
+    return TranscribeJob("reply", "s", index, tone(0.1), priority=priority).to_message()
+
+
+def bounded_worker(layer: Any, slots: int = 1) -> InferenceWorker:
+    worker = InferenceWorker(channel_application, [INFERENCE_CHANNEL], layer)
+    worker.slots = asyncio.Semaphore(slots)
+    return worker
+
+
+async def test_the_live_listener_serves_the_batch_channel_too() -> None:
+    """``runworker asr.inference`` keeps its command line: no second, plain batch listener."""
+    layer = get_channel_layer()
+    worker = InferenceWorker(channel_application, [INFERENCE_CHANNEL, BATCH_CHANNEL], layer)
+    assert worker.channels == [INFERENCE_CHANNEL]
+
+
+async def test_a_waiting_live_job_is_taken_before_an_older_batch_job() -> None:
+    """With a batch job queued first and a live one after it, the free slot takes the live one;
+    the batch job stays on the layer for the next free slot."""
+    layer = get_channel_layer()
+    worker = bounded_worker(layer)
+    await layer.send(BATCH_CHANNEL, job(1, "batch"))
+    await layer.send(INFERENCE_CHANNEL, job(2))
+    channel, message = await worker._take(INFERENCE_CHANNEL)
+    assert (channel, message["window_index"]) == (INFERENCE_CHANNEL, 2)
+    channel, message = await worker._take(INFERENCE_CHANNEL)
+    assert (channel, message["window_index"]) == (BATCH_CHANNEL, 1)
+
+
+async def test_a_batch_job_is_taken_when_no_live_job_waits() -> None:
+    """An idle slot takes a file chunk after LIVE_FIRST_S, and one arriving later at once."""
+    layer = get_channel_layer()
+    worker = bounded_worker(layer)
+    take = asyncio.ensure_future(worker._take(INFERENCE_CHANNEL))
+    await asyncio.sleep(LIVE_FIRST_S * 3)
+    await layer.send(BATCH_CHANNEL, job(7, "batch"))
+    channel, message = await asyncio.wait_for(take, 2)
+    assert (channel, message["window_index"]) == (BATCH_CHANNEL, 7)
+    await layer.send(INFERENCE_CHANNEL, job(8))  # the cancelled live receive lost nothing
+    assert (await layer.receive(INFERENCE_CHANNEL))["window_index"] == 8
+
+
+class TieLayer:
+    """A layer on which a live and a batch job arrive in the same loop iteration."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        await self.gate.wait()
+        return job(0, "live" if channel == INFERENCE_CHANNEL else "batch")
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        self.sent.append((channel, message))
+
+
+async def test_in_a_tie_the_live_job_runs_and_the_batch_job_goes_back() -> None:
+    """Both receives returned at once: one slot, so the batch job is requeued, not held."""
+    layer = TieLayer()
+    worker = bounded_worker(layer)
+    take = asyncio.ensure_future(worker._take(INFERENCE_CHANNEL))
+    await asyncio.sleep(LIVE_FIRST_S * 3)  # both receives are waiting now
+    layer.gate.set()
+    channel, message = await asyncio.wait_for(take, 2)
+    assert (channel, message["priority"]) == (INFERENCE_CHANNEL, "live")
+    assert [(c, m["priority"]) for c, m in layer.sent] == [(BATCH_CHANNEL, "batch")]
+
+
+async def test_a_busy_worker_takes_no_job_off_the_layer() -> None:
+    """No hoarding: while its only slot is busy, queued jobs (live or batch) stay on the layer
+    for another worker."""
+    layer = get_channel_layer()
+    worker = bounded_worker(layer)
+    assert worker.slots is not None
+    await worker.slots.acquire()  # a job is running
+    listener = asyncio.ensure_future(worker.listener(INFERENCE_CHANNEL))
+    try:
+        await layer.send(INFERENCE_CHANNEL, job(1))
+        await layer.send(BATCH_CHANNEL, job(2, "batch"))
+        await asyncio.sleep(LIVE_FIRST_S * 5)
+        assert (await asyncio.wait_for(layer.receive(INFERENCE_CHANNEL), 1))["window_index"] == 1
+        assert (await asyncio.wait_for(layer.receive(BATCH_CHANNEL), 1))["window_index"] == 2
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)

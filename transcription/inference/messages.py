@@ -1,8 +1,12 @@
 """The worker contract: typed channel-layer messages between a session and an inference worker.
 
-A session sends a ``TranscribeJob`` to ``INFERENCE_CHANNEL``; the worker that takes it answers
-``JobAccepted`` when it starts and ``JobResult`` (success or failure) when it ends, on the job's
-``reply_channel``. Channels delivery is at-most-once, so the sender owns timeouts and retries
+A session sends a ``TranscribeJob`` to the channel of its priority (``inference_channel``: live
+windows to ``INFERENCE_CHANNEL``, file chunks to ``BATCH_CHANNEL``); the worker that takes it
+answers ``JobAccepted`` when it starts and ``JobResult`` (success or failure) when it ends, on the
+job's ``reply_channel``. A worker takes a batch job only when no live job waits
+(``worker.py``), so file transcription never queues ahead of a live window.
+
+Channels delivery is at-most-once, so the sender owns timeouts and retries
 (``inference/client.py``); ``window_index`` and ``attempt`` make duplicates recognisable.
 Each type converts itself with ``to_message()`` / ``from_message()`` (msgpack-friendly: bytes,
 str, int, float, lists); nothing else builds or reads these dicts.
@@ -12,14 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
 from transcription.audio import SAMPLE_RATE_HZ
 from transcription.inference.types import InferenceRequest, Segment, Word
 
-INFERENCE_CHANNEL = "asr.inference"
+Priority = Literal["live", "batch"]
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
+INFERENCE_CHANNEL = "asr.inference"  # live windows (and the name ``runworker`` is given)
+BATCH_CHANNEL = "asr.inference.batch"  # file chunks: taken only when no live window waits
+
+
+def inference_channel(priority: Priority) -> str:
+    """The channel a job of ``priority`` is sent to: the one place the names are chosen."""
+    return BATCH_CHANNEL if priority == "batch" else INFERENCE_CHANNEL
 
 
 class MessageError(ValueError):
@@ -65,6 +77,12 @@ class TranscribeJob:
     audio_ctx: int = 0  # 0: whisper.cpp's padded 30 s context
     attempt: int = 0
     enqueued_at: float = 0.0  # wall clock (time.time()) when sent, for the queue-wait figure
+    priority: Priority = "live"
+
+    @property
+    def channel(self) -> str:
+        """Where this job is sent (``inference_channel`` of its priority)."""
+        return inference_channel(self.priority)
 
     @property
     def audio_s(self) -> float:
@@ -95,11 +113,17 @@ class TranscribeJob:
             "n_threads": self.n_threads,
             "audio_ctx": self.audio_ctx,
             "enqueued_at": self.enqueued_at,
+            "priority": self.priority,
         }
 
     @classmethod
     def from_message(cls, message: Mapping[str, Any]) -> TranscribeJob:
-        """Raises ``MessageError`` naming the first field that does not fit the contract."""
+        """Raises ``MessageError`` naming the first field that does not fit the contract. A job
+        without ``priority`` (a sender from before the field existed) is live."""
+        priority = message.get("priority", "live")
+        if priority not in PRIORITIES:
+            allowed = ", ".join(PRIORITIES)
+            raise MessageError(f"{message.get('type')!r} message: 'priority' must be {allowed}")
         return cls(
             reply_channel=_get(message, "reply_channel", str),
             session_id=_get(message, "session_id", str),
@@ -112,6 +136,7 @@ class TranscribeJob:
             n_threads=_get(message, "n_threads", int),
             audio_ctx=_get(message, "audio_ctx", int),
             enqueued_at=float(_get(message, "enqueued_at", (int, float))),
+            priority=priority,
         )
 
 

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 
 from transcription.inference.messages import (
+    BATCH_CHANNEL,
+    INFERENCE_CHANNEL,
     JobAccepted,
     JobResult,
     MessageError,
     TranscribeJob,
+    inference_channel,
     max_tokens_for,
 )
 from transcription.inference.types import Segment, Word
@@ -46,3 +49,24 @@ def test_a_result_round_trips_with_its_words() -> None:
     result = JobResult("s", 2, 0, ok=True, segments=(seg,), inference_s=0.5, audio_s=5.0)
     assert JobResult.from_message(result.to_message()) == result
     assert JobAccepted.from_message(JobAccepted("s", 2, 1).to_message()) == JobAccepted("s", 2, 1)
+
+
+def test_a_job_carries_its_priority_and_the_channel_it_goes_to() -> None:
+    """A file chunk is a batch job on the batch channel; a window is live by default."""
+    samples = np.zeros(16, dtype=np.float32)
+    live = TranscribeJob("r", "s", 0, samples)
+    batch = TranscribeJob("r", "s", 0, samples, priority="batch")
+    assert (live.priority, live.channel) == ("live", INFERENCE_CHANNEL)
+    assert TranscribeJob.from_message(batch.to_message()).priority == "batch"
+    assert batch.channel == BATCH_CHANNEL == inference_channel("batch")
+    assert BATCH_CHANNEL != INFERENCE_CHANNEL
+
+
+def test_a_job_without_a_priority_is_live_and_an_unknown_one_is_refused() -> None:
+    """A sender from before the field existed sends live jobs; a bad value names the field."""
+    message = TranscribeJob("r", "s", 0, np.zeros(16, dtype=np.float32)).to_message()
+    del message["priority"]
+    assert TranscribeJob.from_message(message).priority == "live"
+    message["priority"] = "urgent"
+    with pytest.raises(MessageError, match="priority"):
+        TranscribeJob.from_message(message)
