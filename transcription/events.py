@@ -48,11 +48,21 @@ class ClientError(Exception):
     """Raised for anything a client did wrong (or cannot have now); becomes one ``Error``
     event, and a close when ``close_code`` is set. The one error funnel of STYLE.md."""
 
-    def __init__(self, code: ErrorCode, message: str, *, close_code: int | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        close_code: int | None = None,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.close_code = close_code
+        # A wire API's own error code where it has finer ones than ``ErrorCode`` (the
+        # Realtime API's ``input_audio_buffer_commit_empty``); the seed protocol ignores it.
+        self.detail = detail
 
 
 def invalid(message: str) -> ClientError:
@@ -80,6 +90,10 @@ class Hypothesis:
     duration_ms: int
     text: str
     words: tuple[Word, ...] = ()
+    # True for the words after the committed transcript that the session holds back (they
+    # will be committed or corrected); False for the raw text of one transcribed segment,
+    # which may repeat committed words.
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +128,42 @@ class Error:
 
     code: ErrorCode
     message: str
+    detail: str | None = None  # ``ClientError.detail``
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """The speech gate heard speech start at ``at_ms`` (session timeline) after a stop; only
+    sessions started with ``TurnOptions`` emit it."""
+
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    """Speech ended at ``at_ms`` and ``silence_ms`` of silence followed (one event per
+    threshold of ``TurnOptions.stop_after_ms``). ``flushing``: the session now commits the
+    audio received so far, and a ``Flushed`` follows (an endpoint)."""
+
+    at_ms: int
+    silence_ms: int
+    flushing: bool = False
+
+
+FlushReason = Literal["client", "endpoint"]
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    """Every word of the audio before ``end_ms`` is committed (``Session.flush``, or an
+    endpoint). ``words`` are those committed by the flush itself, not sent as a ``Phrase``;
+    one ``Flushed`` answers each flush, in order."""
+
+    start_ms: int  # the end of the previous flush (the timeline start for the first)
+    end_ms: int
+    words: tuple[Word, ...]
+    reason: FlushReason
+    confidence: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +173,23 @@ class Close:
     code: int
 
 
-Event = ConfigAck | Hypothesis | Phrase | Checkpoint | Backpressure | Error | Close
+Event = (
+    ConfigAck
+    | Hypothesis
+    | Phrase
+    | Checkpoint
+    | Backpressure
+    | Error
+    | SpeechStarted
+    | SpeechStopped
+    | Flushed
+    | Close
+)
 
 
 def error_events(exc: ClientError) -> list[Event]:
     """The events one ``ClientError`` becomes: the error, then the close if it is fatal."""
-    events: list[Event] = [Error(exc.code, exc.message)]
+    events: list[Event] = [Error(exc.code, exc.message, exc.detail)]
     if exc.close_code is not None:
         events.append(Close(exc.close_code))
     return events

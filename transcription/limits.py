@@ -145,6 +145,7 @@ class ErrorBudget:
                     event.code,
                     f"{event.message} ({verdict.suppressed} similar errors suppressed: at most "
                     f"{MAX_ERRORS_PER_WINDOW} per second are sent)",
+                    event.detail,
                 )
             kept.append(event)
         return kept, False, held

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
+from transcription.audio.decode import Encoding
 from transcription.events import (
     Backpressure,
     Checkpoint,
@@ -21,8 +22,11 @@ from transcription.events import (
     ConfigAck,
     Error,
     Event,
+    Flushed,
     Hypothesis,
     Phrase,
+    SpeechStarted,
+    SpeechStopped,
     invalid,
 )
 from transcription.inference.types import Word
@@ -34,7 +38,10 @@ SAMPLE_RATE_MIN_HZ = 8000
 SAMPLE_RATE_MAX_HZ = 96000
 WINDOW_MIN_MS = 1000
 WINDOW_MAX_MS = 60000
-ENCODINGS = ("pcm_s16le", "opus")
+ENCODINGS = ("pcm_s16le", "opus", "pcm_mulaw", "pcm_alaw")
+# G.711 is telephony audio: without a sample_rate it is taken to be 8 kHz (not the default).
+G711_ENCODINGS = ("pcm_mulaw", "pcm_alaw")
+G711_DEFAULT_RATE_HZ = 8000
 # Hostile JSON (docs/PROTOCOL.md "Client messages"): the deepest legitimate frame is a
 # resume_checkpoint's word list (depth 5); integers beyond 20 digits fit no field, and Python
 # refuses to parse more than 4300 digits at all (ValueError, not JSONDecodeError).
@@ -63,7 +70,7 @@ class SpeechConfig:
 
     language: str
     sample_rate: int
-    encoding: Literal["pcm_s16le", "opus"]
+    encoding: Encoding
     window_duration_ms: int
     overlap_duration_ms: int
     model_id: str
@@ -109,12 +116,15 @@ def _str_field(payload: Mapping[str, Any], name: str, default: str, max_chars: i
 def parse_speech_config(payload: Mapping[str, Any], defaults: ConfigDefaults) -> SpeechConfig:
     """Validate a ``speech.config`` payload; omitted fields take the server's defaults."""
     language = _str_field(payload, "language", defaults.language, LANGUAGE_MAX_CHARS)
-    sample_rate = _int_field(
-        payload, "sample_rate", defaults.sample_rate, SAMPLE_RATE_MIN_HZ, SAMPLE_RATE_MAX_HZ
-    )
     encoding = payload.get("encoding", defaults.encoding)
     if encoding not in ENCODINGS:
-        raise invalid("Missing or invalid 'encoding': must be 'pcm_s16le' or 'opus'")
+        raise invalid(
+            "Missing or invalid 'encoding': must be 'pcm_s16le', 'opus', 'pcm_mulaw' or 'pcm_alaw'"
+        )
+    default_rate = G711_DEFAULT_RATE_HZ if encoding in G711_ENCODINGS else defaults.sample_rate
+    sample_rate = _int_field(
+        payload, "sample_rate", default_rate, SAMPLE_RATE_MIN_HZ, SAMPLE_RATE_MAX_HZ
+    )
     window = _int_field(
         payload, "window_duration_ms", defaults.window_duration_ms, WINDOW_MIN_MS, WINDOW_MAX_MS
     )
@@ -274,5 +284,7 @@ def encode(event: Event, session_id: str) -> str:
             return _frame(
                 "speech.error", session_id, {"code": str(event.code), "message": event.message}
             )
-        case Close():
-            raise ValueError("a Close event has no frame")
+        case Close() | SpeechStarted() | SpeechStopped() | Flushed():
+            # Close: the consumer closes the socket. The speech and flush events exist only
+            # for sessions of the compatible APIs (TurnOptions, Session.flush).
+            raise ValueError(f"{type(event).__name__} has no /transcribe frame")

@@ -10,16 +10,20 @@ serves every wire protocol and both deployments alike.
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from transcription.audio import SAMPLE_RATE_HZ
-from transcription.audio.buffer import AudioBuffer
+from transcription.audio.buffer import MIN_PAUSE_MS, MIN_SPEECH_MS, AudioBuffer
 from transcription.audio.decode import AudioDecodeError
 from transcription.audio.pipeline import AudioPipeline
+from transcription.audio.turns import Started, TurnDetector
 from transcription.audio.vad import make_vad
 from transcription.events import (
     Backpressure,
@@ -31,8 +35,12 @@ from transcription.events import (
     Error,
     ErrorCode,
     Event,
+    Flushed,
+    FlushReason,
     Hypothesis,
     Phrase,
+    SpeechStarted,
+    SpeechStopped,
     confidence,
     error_events,
     invalid,
@@ -90,6 +98,58 @@ class Outputs:
     latency_s: float | None = None  # a window's result came in: first send to result
 
 
+@dataclass(frozen=True, slots=True)
+class TurnOptions:
+    """Speech events and endpointing, for the wire APIs that have them (the Realtime API's
+    ``server_vad``, Deepgram's ``vad_events``, ``endpointing`` and ``utterance_end_ms``).
+    A session without them (``/transcribe``) emits no speech events."""
+
+    stop_after_ms: tuple[int, ...]  # a SpeechStopped each time the silence reaches one
+    flush_after_ms: int | None = None  # an endpoint: flush when the silence reaches this
+    vad_threshold: float | None = None  # the speech gate's threshold (None: the server's)
+
+    def __post_init__(self) -> None:
+        if self.flush_after_ms is not None and self.flush_after_ms not in self.stop_after_ms:
+            raise ValueError("flush_after_ms must be one of stop_after_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    """A flush waiting to complete: commit every word of the audio before ``end_ms``."""
+
+    end_ms: int
+    reason: FlushReason
+
+
+class _BufferUpTo:
+    """The session's audio buffer as if it ended at ``end_ms``: what a policy sees while a
+    flush is in progress, so audio received after the flush is not part of it."""
+
+    def __init__(self, buffer: AudioBuffer, end_ms: int) -> None:
+        self._buffer = buffer
+        self._end_ms = min(end_ms, buffer.end_ms)
+
+    @property
+    def start_ms(self) -> int:
+        return self._buffer.start_ms
+
+    @property
+    def end_ms(self) -> int:
+        return self._end_ms
+
+    def window(self, start_ms: int, end_ms: int) -> np.ndarray:
+        return self._buffer.window(start_ms, min(end_ms, self._end_ms))
+
+    def has_speech(self, start_ms: int, end_ms: int, min_speech_ms: int = MIN_SPEECH_MS) -> bool:
+        return self._buffer.has_speech(start_ms, min(end_ms, self._end_ms), min_speech_ms)
+
+    def pause_near(
+        self, end_ms: int, search_ms: int, min_pause_ms: int = MIN_PAUSE_MS
+    ) -> int | None:
+        end = min(end_ms, self._end_ms)
+        return self._buffer.pause_near(end, search_ms - (end_ms - end), min_pause_ms)
+
+
 def fit_to_buffer(config: SpeechConfig, buffer_ms: int) -> SpeechConfig:
     """A window longer than the audio buffer can hold would never fill: it is shortened to
     what the buffer holds, and the ack's ``effective_config`` says so."""
@@ -141,6 +201,40 @@ class _Configured:
         self.span: Span | None = None  # the span of the job in flight
         self.next_window_index = 0
         self.slowed_down = False
+        self.turns: TurnDetector | None = None
+        self.flush_after_ms: int | None = None
+        self.flushes: collections.deque[_Flush] = collections.deque()
+        self.flush_words: list[Word] = []  # committed while a flush is pending
+        self.flushed_until_ms = self.timeline_start_ms
+        self.clear_at_ms: int | None = None  # a clear waiting for the pending flushes
+        self.limits = limits
+
+    def set_turns(self, turns: TurnOptions | None) -> None:
+        """Start (or stop) turn detection from the next frame on."""
+        self.flush_after_ms = turns.flush_after_ms if turns else None
+        if turns is None:
+            self.turns = None
+            return
+        vad = self.pipeline.buffer.vad
+        if vad is not None:
+            vad.threshold = (
+                self.limits.vad_threshold if turns.vad_threshold is None else turns.vad_threshold
+            )
+        detector = TurnDetector(turns.stop_after_ms)
+        if self.turns is not None:
+            detector.continue_from(self.turns)
+        else:
+            detector.skip_to(self.pipeline.buffer.scored_frames)
+        self.turns = detector
+
+    def new_policy(self) -> None:
+        """Forget the policy's state (held-back words, its next start): after a clear."""
+        self.policy = make_policy(
+            self.limits.streaming_policy,
+            self.config.window_duration_ms,
+            self.config.overlap_duration_ms,
+            self.limits.audio_buffer_ms,
+        )
 
 
 class Session:
@@ -154,6 +248,7 @@ class Session:
             timeout_s=limits.inference_timeout_s, retries=limits.inference_retries
         )
         self._c: _Configured | None = None
+        self._turns: TurnOptions | None = None
 
     # --- state ---
 
@@ -223,6 +318,7 @@ class Session:
         self.check_config(config, model_id, multilingual)
         config = fit_to_buffer(config, self.limits.audio_buffer_ms)
         self._c = _Configured(session_id, config, self.limits, model_id, resume, signer, now)
+        self._c.set_turns(self._turns)
         self._transition(State.CONFIGURED)
         ack = ConfigAck(
             config.effective(model_id),
@@ -230,6 +326,52 @@ class Session:
             last_audio_ms=resume.last_audio_ms if resume else 0,
         )
         return Outputs(events=[ack])
+
+    def set_turns(self, turns: TurnOptions | None) -> None:
+        """Called before or after ``start`` (a Realtime ``session.update`` may change turn
+        detection mid-session): speech events and endpointing from the next frame on."""
+        self._turns = turns
+        if self._c is not None:
+            self._c.set_turns(turns)
+
+    def flush(self, now: float = 0.0, reason: FlushReason = "client") -> Outputs:
+        """Commit every word of the audio received so far, without ending the session
+        (Deepgram's ``Finalize``, the Realtime API's ``input_audio_buffer.commit``): one
+        ``Flushed`` event follows once the words are in, carrying those the flush committed."""
+        if self.state is State.CONNECTED:
+            raise ClientError(ErrorCode.INVALID_STATE, "Flush before the session is configured")
+        if self.state is not State.CONFIGURED:
+            raise ClientError(ErrorCode.INVALID_STATE, "Flush after the end of the stream")
+        self.configured.flushes.append(_Flush(self.buffer.end_ms, reason))
+        out = Outputs()
+        self._schedule(out, now)
+        return out
+
+    def clear(self, now: float = 0.0) -> Outputs:
+        """Drop the audio received after the last flush that no result has committed yet
+        (the Realtime API's ``input_audio_buffer.clear``); a window in flight over it is
+        abandoned. Pending flushes complete first."""
+        if self.state is not State.CONFIGURED:
+            raise ClientError(ErrorCode.INVALID_STATE, "Nothing to clear: no live audio")
+        c = self.configured
+        c.clear_at_ms = self.buffer.end_ms
+        out = Outputs()
+        if not c.flushes:
+            if c.span is not None:
+                self.inference.cancel()
+                c.span = None
+            self._apply_clear()
+        self._schedule(out, now)
+        return out
+
+    def _apply_clear(self) -> None:
+        c = self.configured
+        if c.clear_at_ms is None:
+            return
+        self._release(c.clear_at_ms)
+        c.flushed_until_ms = max(c.flushed_until_ms, c.clear_at_ms)
+        c.clear_at_ms = None
+        c.new_policy()
 
     def feed_audio(self, data: bytes, now: float = 0.0) -> Outputs:
         """Called for every binary frame; refuses (never drops) audio beyond the bounds."""
@@ -267,9 +409,24 @@ class Session:
                 buffer_ms = self.limits.audio_buffer_ms
                 why = f"Audio buffer full ({buffer_ms} ms): {refused}; slow down and resend it"
             out.events.append(Error(ErrorCode.RATE_LIMITED, why))
+        self._turn_events(out)
         self._backpressure(out)
         self._schedule(out, now)
         return out
+
+    def _turn_events(self, out: Outputs) -> None:
+        """Speech edges in the audio just buffered; an endpoint starts a flush."""
+        c = self.configured
+        if c.turns is None:
+            return
+        for edge in c.turns.update(self.buffer):
+            if isinstance(edge, Started):
+                out.events.append(SpeechStarted(edge.at_ms))
+                continue
+            flushing = edge.silence_ms == c.flush_after_ms
+            out.events.append(SpeechStopped(edge.at_ms, edge.silence_ms, flushing))
+            if flushing:
+                c.flushes.append(_Flush(self.buffer.end_ms, "endpoint"))
 
     def end(self, now: float = 0.0) -> Outputs:
         """Called on ``speech.end``: flush the rest of the audio, then the final events."""
@@ -278,8 +435,14 @@ class Session:
         if self.state is not State.CONFIGURED:
             raise ClientError(ErrorCode.INVALID_STATE, "speech.end was already received")
         self._transition(State.ENDING)
-        self.configured.pipeline.finish()
+        c = self.configured
+        c.pipeline.finish()
         out = Outputs()
+        # The end flushes everything: words a pending flush committed go out as a phrase.
+        c.flushes.clear()
+        if c.flush_words:
+            out.events.append(_phrase(c.flush_words))
+            c.flush_words = []
         self._schedule(out, now)
         return out
 
@@ -355,7 +518,10 @@ class Session:
         if decision.interim:
             out.events.append(_hypothesis(decision.interim))
         if decision.committed:
-            out.events.append(_phrase(decision.committed))
+            if c.flushes and self.state is State.CONFIGURED:
+                c.flush_words += decision.committed  # sent with the Flushed event
+            else:
+                out.events.append(_phrase(decision.committed))
         self._release(decision.release_ms)
         self._checkpoint(out)
         self._backpressure(out)
@@ -410,12 +576,20 @@ class Session:
         """Start the next span if none is in flight; finish the session when all is done."""
         c = self.configured
         while c.span is None and self.state in (State.CONFIGURED, State.ENDING):
-            final = self.state is State.ENDING
-            span = c.policy.next_span(self.buffer, final=final)
-            if span is None:
-                if final:
-                    self._finish(out)
-                return
+            if c.flushes and self.state is State.CONFIGURED:
+                # A flush sees the buffer as it was when it was asked for, to its end.
+                view = _BufferUpTo(self.buffer, c.flushes[0].end_ms)
+                span = c.policy.next_span(view, final=True)
+                if span is None:
+                    self._flushed(out)
+                    continue
+            else:
+                final = self.state is State.ENDING
+                span = c.policy.next_span(self.buffer, final=final)
+                if span is None:
+                    if final:
+                        self._finish(out)
+                    return
             if not self.buffer.has_speech(span.start_ms, span.end_ms):
                 decision = c.policy.on_skipped(span)
                 out.windows_skipped += 1
@@ -436,6 +610,19 @@ class Session:
                 audio_ctx=audio_ctx_for(seconds) if self.limits.audio_ctx_auto else 0,
             )
             self._submit(job, span, out, now)
+
+    def _flushed(self, out: Outputs) -> None:
+        """The oldest pending flush is complete: its event, then a clear that waited for it."""
+        c = self.configured
+        flush = c.flushes.popleft()
+        words, c.flush_words = tuple(c.flush_words), []
+        start = c.flushed_until_ms
+        c.flushed_until_ms = max(start, flush.end_ms)
+        out.events.append(
+            Flushed(start, flush.end_ms, words, flush.reason, confidence=confidence(words))
+        )
+        if not c.flushes:
+            self._apply_clear()
 
     def _finish(self, out: Outputs) -> None:
         transcript = self.transcript

@@ -190,6 +190,21 @@ class AudioBuffer:
 
     # --- speech ---
 
+    @property
+    def scored_frames(self) -> int:
+        """VAD frames scored since the timeline start (the next frame's index)."""
+        return self._flag_base + len(self._flags)
+
+    def speech_flags(self, first_frame: int) -> tuple[int, bytes]:
+        """(index of the first returned frame, speech flags 0/1) of the scored frames from
+        ``first_frame`` on; frames already released are skipped."""
+        first = max(first_frame, self._flag_base)
+        return first, bytes(self._flags[first - self._flag_base :])
+
+    def frame_start_ms(self, frame: int) -> int:
+        """Timeline ms at which VAD frame ``frame`` starts."""
+        return self._frame_ms(frame)
+
     def _frame_ms(self, k: int) -> int:
         return self._to_ms(k * FRAME_SAMPLES)
 

@@ -2,7 +2,8 @@
 
 Normative: ``docs/PROTOCOL.md`` "Audio": PCM frames form a byte stream (an odd byte waits
 for the next frame, an empty frame is ignored); Opus is one packet per frame, and a corrupt packet
-is an error for that packet only, the session continues.
+is an error for that packet only, the session continues. G.711 (``pcm_mulaw``, ``pcm_alaw``:
+ITU-T G.711, one byte per sample, telephony's 8 kHz by default) is a byte stream too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import opuslib
 import opuslib.api.decoder
 import opuslib.api.info
 
-Encoding = Literal["pcm_s16le", "opus"]
+Encoding = Literal["pcm_s16le", "opus", "pcm_mulaw", "pcm_alaw"]
 
 # Rates the Opus decoder produces natively (RFC 6716 section 2); anything else is decoded at 48 kHz
 # and left to the resampler.
@@ -71,6 +72,49 @@ class PcmS16leDecoder:
         return pcm.astype(np.float32) / np.float32(PCM16_SCALE)
 
 
+def _mulaw_table() -> np.ndarray:
+    """The 256 linear values of G.711 mu-law (ITU-T G.711 table 2; bytes are stored
+    inverted)."""
+    u = ~np.arange(256, dtype=np.int32) & 0xFF
+    exponent = (u >> 4) & 0x07
+    magnitude = (((u & 0x0F) << 3) + 0x84 << exponent) - 0x84
+    return np.where(u & 0x80, -magnitude, magnitude).astype(np.int16)
+
+
+def _alaw_table() -> np.ndarray:
+    """The 256 linear values of G.711 A-law (ITU-T G.711 table 1; even bits inverted),
+    scaled to 16 bits."""
+    a = np.arange(256, dtype=np.int32) ^ 0x55
+    exponent = (a >> 4) & 0x07
+    mantissa = a & 0x0F
+    magnitude = np.where(
+        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
+    )
+    return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
+
+
+G711_TABLES = {"pcm_mulaw": _mulaw_table(), "pcm_alaw": _alaw_table()}
+
+
+class G711Decoder:
+    """G.711 mu-law or A-law: one byte per sample, so any split of the stream decodes alike."""
+
+    packets = False
+
+    def __init__(self, law: Literal["pcm_mulaw", "pcm_alaw"], sample_rate: int) -> None:
+        self.output_rate = sample_rate
+        self._table = G711_TABLES[law].astype(np.float32) / np.float32(PCM16_SCALE)
+
+    def duration_ms(self, data: bytes) -> int:
+        """The audio ``data`` holds (one sample per byte)."""
+        return -(-len(data) * 1000 // self.output_rate)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Called per frame; returns samples in [-1, 1)."""
+        decoded: np.ndarray = self._table[np.frombuffer(data, dtype=np.uint8)]
+        return decoded
+
+
 class OpusDecoder:
     """One Opus packet per frame, decoded to mono by a decoder that lives for the session."""
 
@@ -125,4 +169,6 @@ def make_decoder(encoding: Encoding, sample_rate: int) -> Decoder:
         return PcmS16leDecoder(sample_rate)
     if encoding == "opus":
         return OpusDecoder(sample_rate)
-    raise ValueError(f"encoding must be 'pcm_s16le' or 'opus', got {encoding!r}")
+    if encoding == "pcm_mulaw" or encoding == "pcm_alaw":
+        return G711Decoder(encoding, sample_rate)
+    raise ValueError(f"encoding must be one of {Encoding.__args__}, got {encoding!r}")
