@@ -173,7 +173,16 @@ class SessionConsumer(AsyncWebsocketConsumer):
         metrics.API_SESSIONS.labels(api=self.api).inc()
         if self.key:
             metrics.KEY_SESSIONS.labels(key_name=self.key["name"]).inc()
-        log.info("session %s: %s", "resumed" if resume else "created", config)
+        log.info(
+            "session %s (%s, %d Hz, window %d/%d ms, model %s, api %s)",
+            "resumed" if resume else "created",
+            config.encoding,
+            config.sample_rate,
+            config.window_duration_ms,
+            config.overlap_duration_ms,
+            self.model.model_id,
+            self.api,
+        )
         await self._send_outputs(outputs)
 
     async def _resolve(self, config: SpeechConfig) -> tuple[str, ResumeState | None]:
