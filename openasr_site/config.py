@@ -370,6 +370,22 @@ SETTINGS: tuple[Setting[Any], ...] = (
         "Unsent event bytes per connection before it is closed with 1008 (client not reading)",
     ),
     Setting(
+        "WSS_MAX_UPLOAD_BYTES",
+        "max_upload_bytes",
+        _int(1024),
+        str(25 * 1024 * 1024),
+        ("server", "max_upload_bytes"),
+        "Largest file POST /v1/audio/transcriptions accepts (HTTP 413 beyond; OpenAI's 25 MB)",
+    ),
+    Setting(
+        "WSS_MAX_UPLOAD_S",
+        "max_upload_s",
+        _int(1),
+        "3600",
+        ("server", "max_upload_s"),
+        "Longest audio POST /v1/audio/transcriptions transcribes (HTTP 413 beyond)",
+    ),
+    Setting(
         "WSS_BACKEND",
         "backend",
         _choice(Backend),
@@ -544,6 +560,8 @@ class ServerConfig:
     max_new_sessions_per_key_per_min: int
     max_audio_speed: float
     max_outgoing_bytes: int
+    max_upload_bytes: int
+    max_upload_s: int
     backend: Backend
     worker_concurrency: int
     admission_headroom: float
