@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -107,8 +107,9 @@ class FileJob:
         self.layer = channel_layer
         self.session: Session | None = None
         self._pending = False  # counted in NODE.inference_pending
+        self._feeding: asyncio.Future[Outputs] | None = None  # a _feed running on a thread
 
-    async def phrases(self) -> AsyncIterator[Phrase | Finished]:
+    async def phrases(self) -> AsyncGenerator[Phrase | Finished, None]:
         """Committed phrases (``status == "Success"``) in order, then ``Finished``. Raises
         ``OpenAIError`` when the file cannot be transcribed (bad audio, no worker answered)."""
         reply = await self.layer.new_channel("openai.file.")
@@ -127,7 +128,10 @@ class FileJob:
             next_tick = now + TICK_S
             while session.state is not State.ENDED:
                 if session.state is State.CONFIGURED and self._room_samples() > 0:
-                    outputs = await asyncio.to_thread(self._feed, time.monotonic())
+                    self._feeding = asyncio.ensure_future(
+                        asyncio.to_thread(self._feed, time.monotonic())
+                    )
+                    outputs = await self._feeding
                 else:
                     if receive is None:
                         receive = asyncio.ensure_future(self.layer.receive(reply))
@@ -145,6 +149,10 @@ class FileJob:
         finally:
             if receive is not None:
                 receive.cancel()
+            if self._feeding is not None and not self._feeding.done():
+                # Cancelled mid-feed (the client went away): a thread cannot be stopped, and
+                # the decoder must not be closed under it. One hop is at most READ_MS of audio.
+                await asyncio.wait({self._feeding})
             session.abandon()
             self._count_pending()
 

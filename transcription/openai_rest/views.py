@@ -17,6 +17,7 @@ import secrets
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from transcription.auth.ratelimit import check_new_session, client_ip, get_limit
 from transcription.events import ClientError, Phrase
 from transcription.inference.types import Word
 from transcription.modelinfo import ModelInfo, resolve_serving_model
-from transcription.openai_rest import formats
+from transcription.openai_rest import bodylimit, formats
 from transcription.openai_rest.audiofile import AudioFile
 from transcription.openai_rest.errors import OpenAIError, invalid
 from transcription.openai_rest.filejob import FileJob, Finished, check_language, file_config
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 
 API = "openai_rest"  # label of openasr_api_sessions_total
 RETRY_AFTER_S = 5
-FORM_OVERHEAD_BYTES = 64 * 1024  # the other form fields and the multipart framing
 MULTIPART = "multipart/form-data"
 
 
@@ -181,14 +181,9 @@ async def read_upload(request: HttpRequest) -> Upload:
             f"{MULTIPART} (the 'file' field)",
             code="unsupported_media_type",
         )
-    too_large = OpenAIError(
-        413,
-        f"The file is larger than {max_bytes} bytes (WSS_MAX_UPLOAD_BYTES)",
-        param="file",
-        code="file_too_large",
-    )
+    too_large = bodylimit.too_large()
     declared = request.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
+    if declared.isdigit() and int(declared) > bodylimit.body_limit():
         raise too_large
     fields, file = await asyncio.to_thread(_read_form, request)
     if file is None:
@@ -290,10 +285,11 @@ async def transcriptions(request: HttpRequest) -> HttpResponseBase:
 async def _collect(job: FileJob) -> tuple[str, list[Word], float]:
     """The whole transcript: text, committed words, audio seconds."""
     words: list[Word] = []
-    async for item in job.phrases():
-        if isinstance(item, Finished):
-            return item.text, words, item.duration_s
-        words.extend(item.words)
+    async with aclosing(job.phrases()) as phrases:
+        async for item in phrases:
+            if isinstance(item, Finished):
+                return item.text, words, item.duration_s
+            words.extend(item.words)
     raise RuntimeError("the file job ended without its final phrase")
 
 
@@ -305,16 +301,17 @@ async def _stream(job: FileJob, audio: AudioFile, admitted: Admitted) -> AsyncIt
     transcript = Transcript()
     outcome = "cancelled"
     try:
-        async for item in job.phrases():
-            if isinstance(item, Phrase):
-                before = transcript.text
-                transcript.commit(item.words)
-                delta = transcript.text[len(before) :]
-                if delta:
-                    yield formats.sse(formats.delta_event(delta))
-            else:
-                yield formats.sse(formats.done_event(transcript.text))
-                outcome = "ok"
+        async with aclosing(job.phrases()) as phrases:
+            async for item in phrases:
+                if isinstance(item, Phrase):
+                    before = transcript.text
+                    transcript.commit(item.words)
+                    delta = transcript.text[len(before) :]
+                    if delta:
+                        yield formats.sse(formats.delta_event(delta))
+                else:
+                    yield formats.sse(formats.done_event(transcript.text))
+                    outcome = "ok"
     except OpenAIError as exc:
         outcome = f"error {exc.status}"
         yield formats.sse(exc.body())
