@@ -7,8 +7,9 @@ job and ``JobResult`` when it ends. It never dies on a bad job: every exception 
 (``inference/client.py``).
 
 Live sessions keep priority: a worker with a free slot takes a batch job only when no live job
-waits (``InferenceWorker._take``), so a file never queues ahead of a live window; a live window
-waits at most for batch jobs already running.
+waits (``InferenceWorker._take``), so a file never queues ahead of a live window; and batch jobs
+hold at most all slots but one, so with ``WSS_WORKER_CONCURRENCY`` >= 2 a live window never
+waits for a file's window (with one slot it waits at most for the one running).
 
 The same ``InferenceWorker`` runs under ``manage.py runworker asr.inference`` (Redis; the live
 channel's listener serves the batch channel too, so the command line is unchanged) and inside the
@@ -22,7 +23,7 @@ import logging
 import os
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from channels.consumer import AsyncConsumer
 from channels.layers import get_channel_layer
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 WORKER_ID = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 SLOTS_SCOPE_KEY = "openasr.slots"
+BATCH_SLOTS_SCOPE_KEY = "openasr.batch_slots"
 # With a slot free, a live job is waited for this long alone before a batch job may be taken:
 # a live job already queued arrives within one layer round trip (~1 ms on Redis), so it always
 # wins; an idle worker starts a batch job this much later, nothing next to a window's inference.
@@ -58,13 +60,14 @@ class InferenceConsumer(AsyncConsumer):
     async def asr_transcribe(self, message: dict[str, Any]) -> None:
         """Called for each job taken off the inference channel; runs it in a tracked task so
         the next job can start while this one computes."""
-        slots: asyncio.Semaphore | None = self.scope.get(SLOTS_SCOPE_KEY)
+        held = [self.scope.get(SLOTS_SCOPE_KEY), self.scope.get(BATCH_SLOTS_SCOPE_KEY)]
+        slots = [s for s in held if s is not None]
         tasks: set[asyncio.Task[None]] = self.__dict__.setdefault("_tasks", set())
         task = asyncio.ensure_future(self._run(message, slots))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    async def _run(self, message: dict[str, Any], slots: asyncio.Semaphore | None) -> None:
+    async def _run(self, message: dict[str, Any], slots: list[asyncio.Semaphore]) -> None:
         started = time.time()
         reply_channel = message.get("reply_channel")
         try:
@@ -81,8 +84,8 @@ class InferenceConsumer(AsyncConsumer):
                 log.warning("refusing a malformed job: %s", exc)
             result = JobResult.failure(message, str(exc), WORKER_ID)
         finally:
-            if slots is not None:
-                slots.release()
+            for slot in slots:
+                slot.release()
         if not isinstance(reply_channel, str):
             metrics.INFERENCE_JOBS_DROPPED.inc()  # no reply to carry it: only the worker knows
             return
@@ -137,10 +140,14 @@ class InferenceWorker(Worker):
         super().__init__(application, channels, channel_layer)
         self.concurrency: int = settings.OPENASR.worker_concurrency
         self.slots: asyncio.Semaphore | None = None
+        # Batch jobs may hold all slots but one (with one slot, that one): with several
+        # slots, a live window never waits for a file's window to finish.
+        self.batch_slots: asyncio.Semaphore | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def handle(self) -> None:
         self.slots = asyncio.Semaphore(self.concurrency)
+        self.batch_slots = asyncio.Semaphore(max(1, self.concurrency - 1))
         await asyncio.get_running_loop().run_in_executor(None, loader.get_backend)
         redis_url = settings.OPENASR.redis_url
         if redis_url:
@@ -163,47 +170,65 @@ class InferenceWorker(Worker):
             except BaseException:
                 self.slots.release()
                 raise
+            held: dict[str, Any] = {SLOTS_SCOPE_KEY: self.slots}
+            if taken_from == BATCH_CHANNEL and channel == INFERENCE_CHANNEL:
+                held[BATCH_SLOTS_SCOPE_KEY] = self.batch_slots  # acquired by _take
             if message.get("type") != TranscribeJob.TYPE:
                 log.warning("ignoring message of type %r on %s", message.get("type"), taken_from)
-                self.slots.release()
+                for slot in held.values():
+                    slot.release()
                 continue
-            scope = {"type": "channel", "channel": taken_from, SLOTS_SCOPE_KEY: self.slots}
+            scope = {"type": "channel", "channel": taken_from, **held}
             queue = self.get_or_create_application_instance(taken_from, scope)
             await queue.put(message)
 
     async def _take(self, channel: str) -> tuple[str, dict[str, Any]]:
         """Called with a slot held: the next job of ``channel``. For the live channel, a batch
-        job is taken only when no live job came within ``LIVE_FIRST_S``; then both channels
-        are waited on, and the first job to come is taken. At most one job is ever held: the
-        receive that lost is cancelled (both layers keep a cancelled receive's message queued:
-        ``asyncio.Queue.get`` in memory, the backup queue of channels_redis), and in the rare
-        tie where both returned, the batch job is sent back to its channel."""
+        job is taken only when no live job came within ``LIVE_FIRST_S`` and a batch slot is
+        free (held on return: the consumer releases it); then both channels are waited on, and
+        the first job to come is taken. At most one job is ever held: the receive that lost is
+        cancelled (both layers keep a cancelled receive's message queued: ``asyncio.Queue.get``
+        in memory, the backup queue of channels_redis), and in the rare tie where both
+        returned, the batch job is sent back to its channel."""
         layer = self.channel_layer
         if channel != INFERENCE_CHANNEL:
             return channel, await layer.receive(channel)
+        assert self.batch_slots is not None
         live = asyncio.ensure_future(layer.receive(INFERENCE_CHANNEL))
         tasks = [live]
+        batch_slot: asyncio.Task[Literal[True]] | None = None
         try:
             done, _ = await asyncio.wait({live}, timeout=LIVE_FIRST_S)
             if not done:
-                tasks.append(asyncio.ensure_future(layer.receive(BATCH_CHANNEL)))
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                batch_slot = asyncio.ensure_future(self.batch_slots.acquire())
+                await asyncio.wait({live, batch_slot}, return_when=asyncio.FIRST_COMPLETED)
+                if batch_slot.done() and not live.done():
+                    tasks.append(asyncio.ensure_future(layer.receive(BATCH_CHANNEL)))
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()  # a no-op for the one that completed
+            for task in [*tasks, *([batch_slot] if batch_slot else [])]:
+                task.cancel()  # a no-op for those that completed
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(
-                outcome, asyncio.CancelledError
-            ):
-                raise outcome
+        slot_held = False
+        if batch_slot is not None:
+            slot_held = (await asyncio.gather(batch_slot, return_exceptions=True))[0] is True
+        errors = [
+            o
+            for o in outcomes
+            if isinstance(o, BaseException) and not isinstance(o, asyncio.CancelledError)
+        ]
         messages = [o if isinstance(o, dict) else None for o in outcomes]
         live_job, batch_job = messages[0], messages[1] if len(messages) > 1 else None
-        if live_job is not None:
+        if live_job is not None or errors:
+            if slot_held:
+                self.batch_slots.release()
             if batch_job is not None:
                 await self._requeue(batch_job)
+            if errors:
+                raise errors[0]
+            assert live_job is not None
             return INFERENCE_CHANNEL, live_job
-        assert batch_job is not None
+        assert batch_job is not None and slot_held
         return BATCH_CHANNEL, batch_job
 
     async def _requeue(self, message: dict[str, Any]) -> None:

@@ -23,7 +23,9 @@ from transcription.inference.messages import (
     TranscribeJob,
 )
 from transcription.worker import (
+    BATCH_SLOTS_SCOPE_KEY,
     LIVE_FIRST_S,
+    SLOTS_SCOPE_KEY,
     InferenceConsumer,
     InferenceWorker,
     channel_application,
@@ -118,6 +120,7 @@ def job(index: int, priority: Any = "live") -> dict[str, Any]:
 def bounded_worker(layer: Any, slots: int = 1) -> InferenceWorker:
     worker = InferenceWorker(channel_application, [INFERENCE_CHANNEL], layer)
     worker.slots = asyncio.Semaphore(slots)
+    worker.batch_slots = asyncio.Semaphore(max(1, slots - 1))
     return worker
 
 
@@ -139,6 +142,45 @@ async def test_a_waiting_live_job_is_taken_before_an_older_batch_job() -> None:
     assert (channel, message["window_index"]) == (INFERENCE_CHANNEL, 2)
     channel, message = await worker._take(INFERENCE_CHANNEL)
     assert (channel, message["window_index"]) == (BATCH_CHANNEL, 1)
+
+
+async def test_with_two_slots_batch_jobs_leave_one_slot_for_live_windows() -> None:
+    """One file window running holds the only batch slot: a second file window stays on the
+    layer, and the free slot takes the next live window at once."""
+    layer = get_channel_layer()
+    worker = bounded_worker(layer, slots=2)
+    await layer.send(BATCH_CHANNEL, job(1, "batch"))
+    await layer.send(BATCH_CHANNEL, job(2, "batch"))
+    channel, message = await worker._take(INFERENCE_CHANNEL)
+    assert (channel, message["window_index"]) == (BATCH_CHANNEL, 1)  # its batch slot is held
+    second = asyncio.ensure_future(worker._take(INFERENCE_CHANNEL))
+    await asyncio.sleep(LIVE_FIRST_S * 5)
+    assert not second.done()
+    await layer.send(INFERENCE_CHANNEL, job(3))
+    channel, message = await asyncio.wait_for(second, 2)
+    assert (channel, message["window_index"]) == (INFERENCE_CHANNEL, 3)
+    assert (await asyncio.wait_for(layer.receive(BATCH_CHANNEL), 1))["window_index"] == 2
+
+
+async def test_the_consumer_gives_back_the_batch_slot_with_the_slot() -> None:
+    """A batch job's slots (its slot and its batch slot) are both free again when it ends."""
+    layer = get_channel_layer()
+    reply = await layer.new_channel()
+    slots, batch_slots = asyncio.Semaphore(0), asyncio.Semaphore(0)
+    scope = {
+        "type": "channel",
+        "channel": BATCH_CHANNEL,
+        SLOTS_SCOPE_KEY: slots,
+        BATCH_SLOTS_SCOPE_KEY: batch_slots,
+    }
+    communicator = ApplicationCommunicator(InferenceConsumer.as_asgi(), scope)
+    await communicator.send_input(
+        TranscribeJob(reply, "s", 0, tone(0.5), priority="batch").to_message()
+    )
+    await layer.receive(reply)  # accepted
+    assert JobResult.from_message(await layer.receive(reply)).ok
+    assert not slots.locked() and not batch_slots.locked()
+    communicator.stop()
 
 
 async def test_a_batch_job_is_taken_when_no_live_job_waits() -> None:
