@@ -79,6 +79,7 @@ class FlowControl:
         self._may_send = asyncio.Event()
         self._may_send.set()
         self._changed = asyncio.Event()
+        self._closed = False
 
     def observe(self, event: Mapping[str, Any]) -> None:
         """Called with every server event."""
@@ -91,12 +92,28 @@ class FlowControl:
             self.last_audio_ms = max(self.last_audio_ms, int(event["payload"]["last_audio_ms"]))
             self._changed.set()
 
+    def closed(self) -> None:
+        """Called when the connection is gone: nothing is worth waiting for any more."""
+        self._closed = True
+        self._may_send.set()
+        self._changed.set()
+
     async def ready(self, sent_ms: int, timeout: float) -> None:
-        """Returns when the frame starting at ``sent_ms`` may be sent."""
-        await asyncio.wait_for(self._may_send.wait(), timeout)
-        while sent_ms - self.last_audio_ms > AHEAD_OF_CHECKPOINT_MS:
+        """Returns when the frame starting at ``sent_ms`` may be sent (at once once the
+        connection is closed: the send then fails with the close code)."""
+        try:
+            await asyncio.wait_for(self._may_send.wait(), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no backpressure 'ok' within {timeout} s of 'slow_down'") from None
+        while sent_ms - self.last_audio_ms > AHEAD_OF_CHECKPOINT_MS and not self._closed:
             self._changed.clear()
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{sent_ms} ms of audio sent, but no checkpoint past last_audio_ms "
+                    f"{self.last_audio_ms} within {timeout} s"
+                ) from None
 
 
 def config(**overrides: Any) -> dict[str, Any]:
@@ -145,25 +162,31 @@ async def stream(
                 return result
 
             async def receive() -> None:
-                async for raw in ws:
-                    event = json.loads(raw)
-                    result.events.append(event)
-                    flow.observe(event)
+                try:
+                    async for raw in ws:
+                        event = json.loads(raw)
+                        result.events.append(event)
+                        flow.observe(event)
+                finally:
+                    flow.closed()
 
             receiver = asyncio.ensure_future(receive())
             try:
-                await _send_all(ws, frames, flow, frame_ms, pace, timeout)
-                if end:
-                    await ws.send(json.dumps({"type": "speech.end", "payload": {}}))
-            except websockets.ConnectionClosed:
-                pass  # the server closed early: the receiver has its last events and the code
-            if end or receiver.done():
                 try:
-                    await asyncio.wait_for(receiver, timeout)
+                    await _send_all(ws, frames, flow, frame_ms, pace, timeout)
+                    if end:
+                        await ws.send(json.dumps({"type": "speech.end", "payload": {}}))
                 except websockets.ConnectionClosed:
-                    pass
-            else:
-                receiver.cancel()
+                    pass  # the server closed early: the receiver has its last events and code
+                if end or receiver.done():
+                    await asyncio.wait_for(receiver, timeout)
+            except websockets.ConnectionClosed:
+                pass
+            finally:
+                if not receiver.done():
+                    receiver.cancel()
+                # retrieved, so a failed receiver is never reported as "never retrieved"
+                await asyncio.gather(receiver, return_exceptions=True)
         finally:
             _record_close(ws, result)
     return result
