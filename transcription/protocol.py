@@ -186,8 +186,9 @@ def _check_text(text: str) -> None:
         raise invalid("Invalid string: contains a lone UTF-16 surrogate") from None
 
 
-def parse_client_message(text: str, defaults: ConfigDefaults) -> ClientMessage:
-    """Parse one text frame into a typed message or raise ``ClientError(INVALID_MESSAGE)``."""
+def parse_json(text: str) -> Any:
+    """One text frame as JSON, hardened (no NaN, bounded integers and depth, no lone
+    surrogates); ``ClientError(INVALID_MESSAGE)`` otherwise. Every wire API parses with it."""
     try:
         data = json.loads(
             text,
@@ -199,6 +200,12 @@ def parse_client_message(text: str, defaults: ConfigDefaults) -> ClientMessage:
         # JSONDecodeError is a ValueError; so is int()'s refusal of a huge literal.
         raise invalid("Malformed JSON: the text frame is not valid JSON") from None
     _check_tree(data)
+    return data
+
+
+def parse_client_message(text: str, defaults: ConfigDefaults) -> ClientMessage:
+    """Parse one text frame into a typed message or raise ``ClientError(INVALID_MESSAGE)``."""
+    data = parse_json(text)
     if not isinstance(data, dict):
         raise invalid("Invalid message: must be a JSON object with 'type' and 'payload'")
     msg_type = data.get("type")

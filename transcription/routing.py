@@ -1,5 +1,6 @@
-"""WebSocket routes: ``/transcribe`` only; any other path is refused (HTTP 404 with the
-denial-response extension, see ``openasr_site/server.py``)."""
+"""WebSocket routes: ``/transcribe`` (our protocol), ``/v1/realtime`` (OpenAI Realtime
+transcription) and ``/v1/listen`` (Deepgram live); any other path is refused (HTTP 404 with
+the denial-response extension, see ``openasr_site/server.py``)."""
 
 from __future__ import annotations
 
@@ -10,28 +11,41 @@ from django.urls import path
 
 from transcription.auth.middleware import HandshakeAuthMiddleware
 from transcription.consumer import TranscriptionConsumer
+from transcription.deepgram.consumer import DeepgramConsumer
 from transcription.denial import Denial, deny
+from transcription.realtime.consumer import RealtimeConsumer
 
-websocket_urlpatterns = [path("transcribe", TranscriptionConsumer.as_asgi())]
+websocket_urlpatterns = [
+    path("transcribe", TranscriptionConsumer.as_asgi()),
+    path("v1/realtime", RealtimeConsumer.as_asgi()),
+    path("v1/listen", DeepgramConsumer.as_asgi()),
+]
+PATHS = frozenset({"/transcribe", "/v1/realtime", "/v1/listen"})
 
 
 async def _not_found(scope: dict[str, Any], send: Any) -> None:
     """Deny an unknown WebSocket path with HTTP 404."""
-    await deny(scope, send, Denial(404, "not_found", "Not Found: use /transcribe"))
+    await deny(
+        scope,
+        send,
+        Denial(404, "not_found", "Not Found: use /transcribe, /v1/realtime or /v1/listen"),
+    )
 
 
 class _Router:
-    """``/transcribe`` → consumer; anything else → 404."""
+    """The three WebSocket APIs → their consumers; anything else → 404."""
 
     def __init__(self) -> None:
         self.router = URLRouter(websocket_urlpatterns)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("path", "").rstrip("/") != "/transcribe":
+        path = scope.get("path", "").rstrip("/")
+        if path not in PATHS:
             await receive()  # websocket.connect
             await _not_found(scope, send)
             return
-        await self.router(scope, receive, send)
+        # URLRouter matches the path as given: a trailing slash is accepted as before.
+        await self.router({**scope, "path": path}, receive, send)
 
 
 def build_websocket_application() -> Any:

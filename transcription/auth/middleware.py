@@ -1,4 +1,4 @@
-"""Handshake checks for ``/transcribe``: host, origin, API key, auth-failure limit.
+"""Handshake checks for every WebSocket API: host, origin, API key, auth-failure limit.
 
 Normative: PROTOCOL.md "Transport and auth". Everything is decided before the consumer runs, and
 a refusal is an HTTP response to the upgrade request (ASGI "WebSocket Denial Response"
@@ -14,14 +14,26 @@ Where the key comes from:
   ``["openasr.bearer.<key>", "openasr"]``; the server answers with ``openasr`` and never echoes
   the key. When both are sent, the header is used.
 
+The compatible APIs take the key the way their SDKs send it, and refuse in their own error
+shape (``WireApi``):
+
+* ``/v1/realtime`` (OpenAI Realtime): ``Authorization: Bearer <key>``; browsers offer the
+  subprotocols ``["realtime", "openai-insecure-api-key.<key>"]`` and get ``realtime`` back.
+  Refusals are OpenAI error objects (``{"error": {"message", "type", "code", "param"}}``).
+* ``/v1/listen`` (Deepgram live): ``Authorization: Token <key>`` (or ``Bearer``); browsers
+  offer ``["token", "<key>"]`` and get ``token`` back. Refusals are Deepgram error objects
+  (``{"err_code", "err_msg", "request_id"}``).
+
 A key in the query string is never read: URLs end up in proxy and access logs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -36,6 +48,11 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_NAME = "openasr"
 BEARER_PROTOCOL_PREFIX = "openasr.bearer."
+REALTIME_PROTOCOL = "realtime"
+REALTIME_KEY_PROTOCOL_PREFIX = "openai-insecure-api-key."
+DEEPGRAM_PROTOCOLS = ("token", "bearer")  # ["token", "<key>"]: the next protocol is the key
+REALTIME_PATH = "/v1/realtime"
+DEEPGRAM_PATH = "/v1/listen"
 SCOPE_KEY = "openasr.key"
 SCOPE_SUBPROTOCOL = "openasr.subprotocol"
 SCOPE_CLIENT_IP = "openasr.client_ip"
@@ -69,20 +86,145 @@ def header_values(scope: Scope, name: bytes) -> list[str]:
     return [v.decode("latin1") for k, v in scope.get("headers", []) if k.lower() == name]
 
 
-def credentials(scope: Scope) -> Credentials:
-    """The key offered in ``Authorization`` or the bearer subprotocol, and the subprotocol
-    to accept (``openasr`` when the client offered it)."""
-    offered = [p.strip() for p in scope.get("subprotocols", []) or []]
-    subprotocol = PROTOCOL_NAME if PROTOCOL_NAME in offered else None
+def _offered(scope: Scope) -> list[str]:
+    return [p.strip() for p in scope.get("subprotocols", []) or []]
+
+
+def _authorization(scope: Scope, schemes: tuple[str, ...]) -> str | None:
+    """The key in ``Authorization`` ("" when the scheme is not one of ``schemes``), or None
+    without the header. The scheme is case-insensitive (RFC 7235 section 2.1)."""
     auth = header(scope, b"authorization")
-    if auth is not None:
-        scheme, _, token = auth.strip().partition(" ")
-        # The scheme is case-insensitive (RFC 7235 §2.1); anything but Bearer offers no key.
-        return Credentials(token.strip() if scheme.lower() == "bearer" else "", subprotocol)
+    if auth is None:
+        return None
+    scheme, _, token = auth.strip().partition(" ")
+    return token.strip() if scheme.lower() in schemes else ""
+
+
+def credentials(scope: Scope) -> Credentials:
+    """``/transcribe``: the key offered in ``Authorization`` or the bearer subprotocol, and
+    the subprotocol to accept (``openasr`` when the client offered it)."""
+    offered = _offered(scope)
+    subprotocol = PROTOCOL_NAME if PROTOCOL_NAME in offered else None
+    key = _authorization(scope, ("bearer",))
+    if key is not None:
+        return Credentials(key, subprotocol)
     for proto in offered:
         if proto.startswith(BEARER_PROTOCOL_PREFIX):
             return Credentials(proto[len(BEARER_PROTOCOL_PREFIX) :], subprotocol)
     return Credentials(None, subprotocol)
+
+
+def realtime_credentials(scope: Scope) -> Credentials:
+    """``/v1/realtime``: ``Authorization: Bearer``, or the browser subprotocols."""
+    offered = _offered(scope)
+    subprotocol = REALTIME_PROTOCOL if REALTIME_PROTOCOL in offered else None
+    key = _authorization(scope, ("bearer",))
+    if key is not None:
+        return Credentials(key, subprotocol)
+    for proto in offered:
+        if proto.startswith(REALTIME_KEY_PROTOCOL_PREFIX):
+            return Credentials(proto[len(REALTIME_KEY_PROTOCOL_PREFIX) :], subprotocol)
+    return Credentials(None, subprotocol)
+
+
+def deepgram_credentials(scope: Scope) -> Credentials:
+    """``/v1/listen``: ``Authorization: Token <key>`` (or ``Bearer``), or the browser
+    subprotocols ``["token", "<key>"]``."""
+    offered = _offered(scope)
+    key = _authorization(scope, DEEPGRAM_PROTOCOLS)
+    for i, proto in enumerate(offered[:-1]):
+        if proto.lower() in DEEPGRAM_PROTOCOLS:
+            return Credentials(offered[i + 1] if key is None else key, proto)
+    return Credentials(key, None)
+
+
+# --- the error shape of each API ---
+
+
+@dataclass(frozen=True)
+class ShapedDenial(Denial):
+    """A refusal whose JSON body is the API's own error object."""
+
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def body(self) -> bytes:
+        return json.dumps(self.payload).encode()
+
+
+_OPENAI_CODES = {
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "forbidden"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+    503: ("server_error", "service_unavailable"),
+}
+_DEEPGRAM_CODES = {
+    401: "INVALID_AUTH",
+    403: "INSUFFICIENT_PERMISSIONS",
+    429: "TOO_MANY_REQUESTS",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def openai_denial(denial: Denial) -> Denial:
+    """The refusal as an OpenAI error object."""
+    kind, code = _OPENAI_CODES.get(denial.status, ("invalid_request_error", denial.error))
+    error = {"message": denial.message, "type": kind, "code": code, "param": None}
+    headers = [(k, v) for k, v in denial.headers if k != b"www-authenticate"]
+    if denial.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="openasr"'))
+    return ShapedDenial(
+        denial.status, denial.error, denial.message, headers, payload={"error": error}
+    )
+
+
+def deepgram_denial(denial: Denial) -> Denial:
+    """The refusal as a Deepgram error object."""
+    payload = {
+        "err_code": _DEEPGRAM_CODES.get(denial.status, denial.error.upper()),
+        "err_msg": denial.message,
+        "request_id": str(uuid.uuid4()),
+    }
+    headers = [(k, v) for k, v in denial.headers if k != b"www-authenticate"]
+    if denial.status == 401:
+        headers.append((b"www-authenticate", b'Token realm="openasr"'))
+    return ShapedDenial(denial.status, denial.error, denial.message, headers, payload=payload)
+
+
+@dataclass(frozen=True)
+class WireApi:
+    """How one WebSocket API takes its key and shapes its refusals."""
+
+    name: str
+    credentials: Callable[[Scope], Credentials]
+    shape: Callable[[Denial], Denial]
+    missing_key: str
+
+
+OPENASR = WireApi(
+    "openasr", credentials, lambda d: d, "missing API key: send Authorization: Bearer <key>"
+)
+OPENAI_REALTIME = WireApi(
+    "openai_realtime",
+    realtime_credentials,
+    openai_denial,
+    "You didn't provide an API key: send Authorization: Bearer <key>",
+)
+DEEPGRAM = WireApi(
+    "deepgram",
+    deepgram_credentials,
+    deepgram_denial,
+    "Missing API key: send Authorization: Token <key>",
+)
+
+
+def wire_api(path: str) -> WireApi:
+    """The API a WebSocket path belongs to (anything else is ``/transcribe``'s)."""
+    path = path.rstrip("/")
+    if path == REALTIME_PATH:
+        return OPENAI_REALTIME
+    if path == DEEPGRAM_PATH:
+        return DEEPGRAM
+    return OPENASR
 
 
 def allowed_hosts() -> list[str]:
@@ -121,7 +263,7 @@ class HandshakeAuthMiddleware:
         outcome = await self.authorize(scope, ip)
         if isinstance(outcome, Denial):
             await receive()  # websocket.connect
-            await deny(scope, send, outcome)
+            await deny(scope, send, wire_api(scope.get("path", "")).shape(outcome))
             return
         identity, subprotocol = outcome
         scope = {
@@ -145,12 +287,13 @@ class HandshakeAuthMiddleware:
         if not origin_allowed(origin, host, cfg.allowed_origins, allowed_hosts=hosts):
             log.info("handshake refused from %s: origin not allowed", ip)
             return Denial(403, "forbidden", "Origin not allowed")
-        creds = credentials(scope)
+        api = wire_api(scope.get("path", ""))
+        creds = api.credentials(scope)
         try:
             if not await KEY_CACHE.auth_required():
                 return None, creds.subprotocol  # dev mode (check_auth_configuration warned)
             if creds.key is None:
-                reason = "missing API key: send Authorization: Bearer <key>"
+                reason = api.missing_key
             else:
                 result = await KEY_CACHE.authenticate(creds.key)
                 if result.identity is not None:
