@@ -49,15 +49,23 @@ from transcription.inference.client import Delivered, GiveUp, InferenceClient, O
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Word
 from transcription.limits import AudioAllowance, SessionLimits
-from transcription.policy import Span, StreamingPolicy, make_policy, usable_ms
+from transcription.policy import (
+    ANCHOR_MARGIN_MS,
+    Span,
+    StreamingPolicy,
+    make_policy,
+    usable_ms,
+)
 from transcription.protocol import SpeechConfig
-from transcription.transcript import Transcript
+from transcription.transcript import Transcript, join_words
 
 BACKPRESSURE_SLOW_DOWN_RATIO = 0.8
 BACKPRESSURE_OK_RATIO = 0.5
 CHECKPOINT_TAIL_WORDS = 64  # words kept in a checkpoint for the merge after a resume
 SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was skipped
 AUDIO_CTX_MIN_S = 5.0  # shorter encoder contexts make Whisper drop the words of short windows
+# A flush whose last 200 ms hold speech was asked for mid-word (see _flush_resume_ms).
+FLUSH_CUT_PROBE_MS = 200
 ENGLISH = frozenset({"en", "en-us", "en-gb"})
 
 
@@ -207,6 +215,7 @@ class _Configured:
         self.flush_words: list[Word] = []  # committed while a flush is pending
         self.flushed_until_ms = self.timeline_start_ms
         self.clear_at_ms: int | None = None  # a clear waiting for the pending flushes
+        self.rewound = False  # the last flush span's end is heard again (_flush_resume_ms)
         self.limits = limits
 
     def set_turns(self, turns: TurnOptions | None) -> None:
@@ -435,14 +444,9 @@ class Session:
         if self.state is not State.CONFIGURED:
             raise ClientError(ErrorCode.INVALID_STATE, "speech.end was already received")
         self._transition(State.ENDING)
-        c = self.configured
-        c.pipeline.finish()
+        self.configured.pipeline.finish()
         out = Outputs()
-        # The end flushes everything: words a pending flush committed go out as a phrase.
-        c.flushes.clear()
-        if c.flush_words:
-            out.events.append(_phrase(c.flush_words))
-            c.flush_words = []
+        # Pending flushes complete first (each with its Flushed), then the rest of the audio.
         self._schedule(out, now)
         return out
 
@@ -518,14 +522,32 @@ class Session:
         if decision.interim:
             out.events.append(_hypothesis(decision.interim))
         if decision.committed:
-            if c.flushes and self.state is State.CONFIGURED:
+            if c.flushes:
                 c.flush_words += decision.committed  # sent with the Flushed event
             else:
                 out.events.append(_phrase(decision.committed))
-        self._release(decision.release_ms)
+        release_ms = decision.release_ms
+        if span.final and c.flushes:
+            release_ms = self._flush_resume_ms(span, release_ms)
+        self._release(release_ms)
         self._checkpoint(out)
         self._backpressure(out)
         self._schedule(out, now)
+
+    def _flush_resume_ms(self, span: Span, release_ms: int) -> int:
+        """Where the audio after a flush's last span is heard from. A flush asked for in the
+        middle of speech cuts a word: Whisper drops it (or stretches the word before it to
+        the cut), and the next span, starting at the cut, hears only its end. So when the
+        cut lies in speech, the next span starts before the last committed word, which the
+        merge aligns on and drops (policy.py's anchor word)."""
+        c = self.configured
+        cut_in_speech = self.buffer.has_speech(span.end_ms - FLUSH_CUT_PROBE_MS, span.end_ms)
+        if not cut_in_speech:
+            return release_ms
+        words = c.transcript.recent_words(span.start_ms)
+        start = words[-1].start_ms - ANCHOR_MARGIN_MS if words else span.start_ms
+        c.rewound = True
+        return max(span.start_ms, min(start, span.end_ms))
 
     def _transcript_full(self, words_before: int, out: Outputs) -> None:
         """The window would take the transcript past its cap: it is not committed, the client
@@ -576,7 +598,7 @@ class Session:
         """Start the next span if none is in flight; finish the session when all is done."""
         c = self.configured
         while c.span is None and self.state in (State.CONFIGURED, State.ENDING):
-            if c.flushes and self.state is State.CONFIGURED:
+            if c.flushes:
                 # A flush sees the buffer as it was when it was asked for, to its end.
                 view = _BufferUpTo(self.buffer, c.flushes[0].end_ms)
                 span = c.policy.next_span(view, final=True)
@@ -621,6 +643,11 @@ class Session:
         out.events.append(
             Flushed(start, flush.end_ms, words, flush.reason, confidence=confidence(words))
         )
+        if c.rewound:
+            # The policy thinks the flushed span was heard to its end: start it afresh at
+            # the buffer's start (see _flush_resume_ms).
+            c.rewound = False
+            c.new_policy()
         if not c.flushes:
             self._apply_clear()
 
@@ -682,4 +709,4 @@ def _phrase(words: Sequence[Word]) -> Phrase:
 
 def _hypothesis(words: Sequence[Word]) -> Hypothesis:
     start, end = words[0].start_ms, words[-1].end_ms
-    return Hypothesis(start, end - start, " ".join(w.text for w in words), tuple(words))
+    return Hypothesis(start, end - start, join_words(words), tuple(words), pending=True)

@@ -15,13 +15,16 @@ from transcription.events import (
     ConfigAck,
     Error,
     ErrorCode,
+    Flushed,
     Phrase,
+    SpeechStarted,
+    SpeechStopped,
 )
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Segment, Word
 from transcription.limits import SessionLimits
 from transcription.protocol import SpeechConfig
-from transcription.session import Outputs, Session, State
+from transcription.session import Outputs, Session, State, TurnOptions
 
 RATE = 16_000
 
@@ -269,3 +272,199 @@ def test_a_window_longer_than_the_buffer_is_shortened_and_the_ack_says_so() -> N
     effective = ack.events[0].effective_config  # type: ignore[union-attr]
     assert effective["window_duration_ms"] == 22_500
     assert effective["overlap_duration_ms"] == 2000
+
+
+# --- flush, clear and turn detection (the compatible APIs) ---
+
+BURSTS = [(200, 2200), (3200, 5200), (6200, 8200)]
+BURST_WORDS = ["alpha bravo charlie delta", "echo foxtrot golf hotel", "india juliet kilo lima"]
+
+
+def heard(job: TranscribeJob, s: Session) -> JobResult:
+    """What a perfect model hears in the window in flight: the words of each burst whose
+    audio lies wholly inside it (window-relative times)."""
+    span = s.configured.span
+    assert span is not None
+    words = []
+    for (b0, b1), text in zip(BURSTS, BURST_WORDS, strict=True):
+        names = text.split()
+        step = (b1 - b0) // len(names)
+        for i, name in enumerate(names):
+            w0, w1 = b0 + i * step, b0 + (i + 1) * step - 100
+            if span.start_ms <= w0 and w1 <= span.end_ms:
+                words.append(Word(name, w0 - span.start_ms, w1 - span.start_ms, 0.9))
+    segments = [Segment(" ".join(w.text for w in words), 0, 1, tuple(words))] if words else []
+    return result(job, segments)
+
+
+def drive(
+    s: Session,
+    pcm: bytes,
+    actions: dict[int, str] | None = None,
+    lag: int = 0,
+    *,
+    drain: bool = True,
+) -> list[object]:
+    """Feed ``pcm`` in 100 ms frames, answering each job ``lag`` frames later; ``actions``
+    maps a frame index to "flush" or "clear". Returns every event."""
+    events: list[object] = []
+    waiting: list[tuple[int, TranscribeJob]] = []
+
+    def absorb(out: Outputs, frame: int) -> None:
+        events.extend(out.events)
+        waiting.extend((frame + lag, job) for job in out.jobs)
+
+    frame_bytes = 3200
+    frames = [pcm[i : i + frame_bytes] for i in range(0, len(pcm), frame_bytes)]
+    for i, chunk in enumerate(frames):
+        absorb(s.feed_audio(chunk), i)
+        action = (actions or {}).get(i)
+        if action == "flush":
+            absorb(s.flush(), i)
+        elif action == "clear":
+            absorb(s.clear(), i)
+        while waiting and waiting[0][0] <= i:
+            _, job = waiting.pop(0)
+            absorb(s.on_result(heard(job, s), 0), i)
+    while waiting and drain:
+        _, job = waiting.pop(0)
+        absorb(s.on_result(heard(job, s), 0), len(frames))
+    return events
+
+
+def finish(s: Session) -> list[object]:
+    """speech.end / CloseStream, answering the last windows."""
+    out = s.end()
+    events: list[object] = list(out.events)
+    jobs = list(out.jobs)
+    while jobs:
+        more = s.on_result(heard(jobs.pop(0), s), 0)
+        events += more.events
+        jobs += more.jobs
+    return events
+
+
+def live_session(turns: TurnOptions | None = None, window_ms: int = 20_000) -> Session:
+    s = Session(SessionLimits(vad="energy", audio_buffer_ms=30_000), reply_channel="reply")
+    s.set_turns(turns)
+    s.start("s", SpeechConfig("en", RATE, "pcm_s16le", window_ms, 2000, "m"), model_id="m")
+    return s
+
+
+def texts(events: list[object]) -> str:
+    """The committed words, whether sent as phrases or with a flush."""
+    words = []
+    for e in events:
+        if isinstance(e, Phrase) and e.status == "Success":
+            words += [w.text for w in e.words]
+        if isinstance(e, Flushed):
+            words += [w.text for w in e.words]
+    return " ".join(words)
+
+
+THREE = tone_bursts(BURSTS, 9000)
+
+
+def test_flush_commits_what_was_heard_without_ending_the_session() -> None:
+    """Finalize / commit: every word of the audio so far comes in one Flushed event, and
+    the session goes on transcribing what follows."""
+    s = live_session()
+    events = drive(s, THREE, {25: "flush"})  # after 2.6 s: the first burst
+    flushed = [e for e in events if isinstance(e, Flushed)]
+    assert len(flushed) == 1
+    assert [w.text for w in flushed[0].words] == BURST_WORDS[0].split()
+    assert (flushed[0].start_ms, flushed[0].end_ms, flushed[0].reason) == (0, 2600, "client")
+    assert s.state is State.CONFIGURED
+    assert texts(events + finish(s)) == " ".join(BURST_WORDS)
+
+
+def test_every_flush_gets_its_own_flushed_event_in_order_even_an_empty_one() -> None:
+    """Two flushes in a row (the second with no new audio) answer twice, in order."""
+    s = live_session()
+    events = drive(s, THREE, {25: "flush", 26: "flush"}, lag=3)
+    flushed = [e for e in events if isinstance(e, Flushed)]
+    assert [(f.start_ms, f.end_ms) for f in flushed] == [(0, 2600), (2600, 2700)]
+    assert [w.text for w in flushed[0].words] == BURST_WORDS[0].split()
+    assert flushed[1].words == ()
+
+
+def test_a_flush_cut_mid_speech_loses_no_word() -> None:
+    """A flush in the middle of a burst: the words cut by it are heard again afterwards."""
+    s = live_session()
+    events = drive(s, THREE, {38: "flush"}, lag=2)  # 3.9 s: inside "foxtrot"
+    events += finish(s)
+    assert texts(events) == " ".join(BURST_WORDS)
+
+
+def test_clear_drops_the_audio_no_result_has_committed() -> None:
+    """input_audio_buffer.clear: the second burst, cleared before any window returned, is
+    never transcribed; what comes after it is."""
+    s = live_session()
+    events = drive(s, THREE, {25: "flush", 55: "clear"}, lag=0)
+    events += finish(s)
+    assert texts(events) == f"{BURST_WORDS[0]} {BURST_WORDS[2]}"
+
+
+def test_turn_detection_reports_speech_edges_and_an_endpoint_flushes() -> None:
+    """server_vad / endpointing: speech start, the stop after each silence threshold, and a
+    flush at the endpoint whose Flushed says so."""
+    s = live_session(TurnOptions(stop_after_ms=(500, 800), flush_after_ms=500))
+    events = drive(s, THREE, lag=4)
+    events += finish(s)
+    starts = [e.at_ms for e in events if isinstance(e, SpeechStarted)]
+    assert len(starts) == 3
+    for at, (b0, _) in zip(starts, BURSTS, strict=True):
+        assert abs(at - b0) <= 100
+    stops = [(e.silence_ms, e.flushing) for e in events if isinstance(e, SpeechStopped)]
+    assert stops == [(500, True), (800, False)] * 2 + [(500, True)]
+    flushed = [e for e in events if isinstance(e, Flushed)]
+    assert [f.reason for f in flushed] == ["endpoint"] * 3
+    assert [" ".join(w.text for w in f.words) for f in flushed] == BURST_WORDS
+    assert texts(events) == " ".join(BURST_WORDS)
+
+
+def test_without_turn_options_no_speech_event_is_emitted() -> None:
+    """/transcribe sessions never see the compatible APIs' events."""
+    s = live_session()
+    events = drive(s, THREE) + finish(s)
+    assert not [e for e in events if isinstance(e, SpeechStarted | SpeechStopped | Flushed)]
+
+
+def test_flush_and_clear_need_a_live_session() -> None:
+    """Before the config, and after the end, flush and clear are INVALID_STATE."""
+    s = Session(SessionLimits(vad="energy"))
+    with pytest.raises(ClientError) as err:
+        s.flush()
+    assert err.value.code is ErrorCode.INVALID_STATE
+    s = live_session()
+    s.end()
+    for call in (s.flush, s.clear):
+        with pytest.raises(ClientError):
+            call()
+
+
+def test_the_end_completes_pending_flushes_before_the_end_of_stream() -> None:
+    """CloseStream right after Finalize: the flush still answers, then EndOfStream."""
+    s = live_session()
+    events = drive(s, THREE[: 26 * 3200], {25: "flush"}, lag=50, drain=False)
+    assert not [e for e in events if isinstance(e, Flushed)]  # the window is still out
+    pending = s.configured.span
+    assert pending is not None
+    events = finish_with_lagging_window(s)
+    kinds = [type(e).__name__ for e in events if not isinstance(e, Checkpoint)]
+    assert kinds.index("Flushed") < kinds.index("Phrase")
+    assert [e.status for e in events if isinstance(e, Phrase)][-1] == "EndOfStream"
+
+
+def finish_with_lagging_window(s: Session) -> list[object]:
+    """End while a window is in flight, then answer it and everything after it."""
+    job = s.inference.in_flight
+    assert job is not None
+    out = s.end()
+    events: list[object] = list(out.events)
+    jobs = [job, *out.jobs]
+    while jobs:
+        more = s.on_result(heard(jobs.pop(0), s), 0)
+        events += more.events
+        jobs += more.jobs
+    return events

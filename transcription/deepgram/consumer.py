@@ -25,7 +25,7 @@ from transcription.session import State, TurnOptions
 
 # Interim results need windows that return often: a short window commits at pauses and
 # re-hears the utterance so far for interim text every window (policy.py "windowed").
-INTERIM_WINDOW_MS = 3000
+INTERIM_WINDOW_MS = 2000
 
 
 def turn_options(options: ListenOptions) -> TurnOptions | None:

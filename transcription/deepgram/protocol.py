@@ -248,6 +248,8 @@ class DeepgramEncoder:
         self.sha256 = ""  # set by the consumer before the end
         self._final_until_ms = 0  # the end of the audio the final results cover
         self._last_word_end_ms = 0
+        self._endpoints = 0  # endpoint flushes whose Results have not been sent
+        self._utterance_end = False  # an UtteranceEnd waits for them
 
     def frames(self, event: Event) -> list[str]:
         """The Deepgram messages of one session event."""
@@ -259,13 +261,16 @@ class DeepgramEncoder:
             case Phrase(status="EndOfStream"):
                 return [self._metadata(event.duration_ms)]
             case Flushed():
-                return self._results(
+                frames = self._results(
                     event.words,
                     end_ms=event.end_ms,
                     final=True,
                     speech_final=event.reason == "endpoint",
                     from_finalize=event.reason == "client",
                 )
+                if event.reason == "endpoint":
+                    self._endpoints = max(0, self._endpoints - 1)
+                return frames + self._utterance_end_frames()
             case SpeechStarted() if self.options.vad_events:
                 return [
                     _json(
@@ -276,13 +281,11 @@ class DeepgramEncoder:
                         }
                     )
                 ]
-            case SpeechStopped() if event.silence_ms == self.options.utterance_end_ms:
-                last = self._last_word_end_ms or event.at_ms
-                return [
-                    _json(
-                        {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": _seconds(last)}
-                    )
-                ]
+            case SpeechStopped():
+                self._endpoints += event.flushing
+                if event.silence_ms == self.options.utterance_end_ms:
+                    self._utterance_end = True
+                return self._utterance_end_frames()
             case Error():
                 return [
                     _json(
@@ -298,13 +301,21 @@ class DeepgramEncoder:
                 ConfigAck()
                 | Hypothesis()
                 | SpeechStarted()
-                | SpeechStopped()
                 | Checkpoint()
                 | Backpressure()
                 | Close()
             ):
                 return []
         return []  # Phrase statuses are a Literal: unreachable, for the type checker
+
+    def _utterance_end_frames(self) -> list[str]:
+        """The UtteranceEnd, once the final results of the utterance are out (an endpoint
+        flush may still be transcribing it when the silence is long enough)."""
+        if not self._utterance_end or self._endpoints:
+            return []
+        self._utterance_end = False
+        end = {"type": "UtteranceEnd", "channel": [0, 1]}
+        return [_json({**end, "last_word_end": _seconds(self._last_word_end_ms)})]
 
     def _results(
         self,
