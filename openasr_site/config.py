@@ -357,9 +357,9 @@ SETTINGS: tuple[Setting[Any], ...] = (
         "WSS_MAX_AUDIO_SPEED",
         "max_audio_speed",
         _float(1, 1000),
-        "20",
+        "100",
         ("server", "max_audio_speed"),
-        "Times real time a client may send audio after a burst of WSS_AUDIO_BUFFER_MS",
+        "Times real time a client may send audio after a burst of 60 s (beyond: RATE_LIMITED)",
     ),
     Setting(
         "WSS_MAX_OUTGOING_BYTES",

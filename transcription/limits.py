@@ -26,7 +26,8 @@ class SessionLimits:
     audio_buffer_ms: int = 30000
     max_transcript_bytes: int = 1024 * 1024
     max_session_ms: int = 2 * 3600 * 1000
-    max_audio_speed: float = 20.0  # times real time a client may send audio
+    max_audio_speed: float = 100.0  # times real time a client may send audio, after a burst
+    audio_burst_ms: int = 60_000  # of this much audio at once (a minute of file or catch-up)
     vad: VadKind = "silero"
     vad_threshold: float = 0.5
     streaming_policy: PolicyName = "windowed"

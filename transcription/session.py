@@ -205,7 +205,7 @@ class _Configured:
             config.overlap_duration_ms,
             limits.audio_buffer_ms,
         )
-        self.allowance = AudioAllowance(limits.max_audio_speed, limits.audio_buffer_ms, now)
+        self.allowance = AudioAllowance(limits.max_audio_speed, limits.audio_burst_ms, now)
         self.span: Span | None = None  # the span of the job in flight
         self.next_window_index = 0
         self.slowed_down = False

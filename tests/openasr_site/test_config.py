@@ -147,7 +147,7 @@ def test_connection_layer_defaults(tmp_path: Path) -> None:
     assert cfg.config_timeout_s == 10
     assert cfg.max_connections_per_key == 50
     assert cfg.max_new_sessions_per_key_per_min == 120
-    assert cfg.max_audio_speed == 20.0
+    assert cfg.max_audio_speed == 100.0
     assert cfg.max_outgoing_bytes == 8 * 1024 * 1024
 
 

@@ -241,7 +241,9 @@ def test_the_transcript_cap_is_hard() -> None:
 def test_audio_faster_than_the_allowed_speed_is_refused_in_ms() -> None:
     """After the burst, audio beyond max_audio_speed x real time is refused and reported, even
     when the buffer has room (silence is released as fast as it comes)."""
-    s = Session(SessionLimits(vad="energy", audio_buffer_ms=2000, max_audio_speed=2.0))
+    s = Session(
+        SessionLimits(vad="energy", audio_buffer_ms=2000, max_audio_speed=2.0, audio_burst_ms=2000)
+    )
     s.start("s", SpeechConfig("en", RATE, "pcm_s16le", 1000, 0, "m"), model_id="m", now=0.0)
     silence = bytes(4 * RATE)  # 2 s
     assert s.feed_audio(silence, now=0.0).refused_ms == 0  # the 2 s burst
