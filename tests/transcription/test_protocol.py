@@ -53,6 +53,18 @@ def test_omitted_optional_fields_take_server_defaults() -> None:
     assert msg.model_id == "whisper-tiny.en"
 
 
+@pytest.mark.parametrize("encoding", ["pcm_mulaw", "pcm_alaw"])
+def test_telephony_encodings_default_to_8_khz(encoding: str) -> None:
+    """pcm_mulaw and pcm_alaw (G.711) are 8 kHz unless sample_rate says otherwise."""
+    msg = parse({"type": "speech.config", "payload": {"encoding": encoding}})
+    assert isinstance(msg, SpeechConfig)
+    assert (msg.encoding, msg.sample_rate) == (encoding, 8000)
+    msg = parse(config_msg(encoding=encoding, sample_rate=16000))
+    assert isinstance(msg, SpeechConfig)
+    assert msg.sample_rate == 16000
+    assert msg.effective("m")["encoding"] == encoding
+
+
 def test_speech_end_parses() -> None:
     """speech.end with an empty payload is a SpeechEnd."""
     assert parse({"type": "speech.end", "payload": {}}) == SpeechEnd()
