@@ -334,3 +334,56 @@ def test_credentials_parsing() -> None:
     scope = {"headers": [], "subprotocols": ["openasr.bearer.k2"]}
     assert credentials(scope).key == "k2" and credentials(scope).subprotocol is None
     assert credentials({"headers": []}).key is None
+
+
+# --- the compatible APIs: their key forms and error shapes ---
+
+REALTIME = "/v1/realtime?intent=transcription"
+LISTEN = "/v1/listen?model=nova-3"
+
+
+async def test_realtime_takes_bearer_and_the_browser_subprotocols(configure: Any) -> None:
+    """OpenAI Realtime: Authorization: Bearer, or ["realtime", "openai-insecure-api-key.<key>"]
+    with "realtime" echoed (never the key)."""
+    _, key = await db_key()
+    assert (await handshake(bearer(key), path=REALTIME)).status == 101
+    out = await handshake(
+        subprotocols=["realtime", f"openai-insecure-api-key.{key}"], path=REALTIME
+    )
+    assert out.status == 101 and out.subprotocol == "realtime"
+
+
+async def test_realtime_refusals_are_openai_error_objects(configure: Any) -> None:
+    """A wrong key: 401 with {"error": {"type", "code": "invalid_api_key", ...}}."""
+    await db_key()
+    out = await handshake(bearer("oasr_0123456789ab.nope"), path=REALTIME)
+    assert out.status == 401 and out.body is not None
+    assert out.body["error"]["code"] == "invalid_api_key"
+    assert out.body["error"]["type"] == "invalid_request_error"
+    assert "message" in out.body["error"] and "param" in out.body["error"]
+
+
+async def test_deepgram_takes_token_bearer_and_the_token_subprotocol(configure: Any) -> None:
+    """Deepgram: Authorization: Token <key> (or Bearer), or ["token", "<key>"] with "token"
+    echoed."""
+    _, key = await db_key()
+    assert (await handshake([("Authorization", f"Token {key}")], path=LISTEN)).status == 101
+    assert (await handshake([("Authorization", f"bearer {key}")], path=LISTEN)).status == 101
+    out = await handshake(subprotocols=["token", key], path=LISTEN)
+    assert out.status == 101 and out.subprotocol == "token"
+
+
+async def test_deepgram_refusals_are_deepgram_error_objects(configure: Any) -> None:
+    """A wrong key: 401 with {"err_code": "INVALID_AUTH", "err_msg", "request_id"}."""
+    await db_key()
+    out = await handshake([("Authorization", "Token oasr_0123456789ab.nope")], path=LISTEN)
+    assert out.status == 401 and out.body is not None
+    assert out.body["err_code"] == "INVALID_AUTH"
+    assert set(out.body) == {"err_code", "err_msg", "request_id"}
+    assert out.headers["www-authenticate"].startswith("Token")
+
+
+async def test_the_token_scheme_is_not_a_key_on_transcribe(configure: Any) -> None:
+    """Each API keeps its own forms: Token is Deepgram's, not /transcribe's."""
+    _, key = await db_key()
+    assert (await handshake([("Authorization", f"Token {key}")])).status == 401
