@@ -114,9 +114,11 @@ class Decision:
 class StreamingPolicy(Protocol):
     """Chooses spans and commits words; one instance per session."""
 
-    def next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
+    def next_span(self, buffer: AudioBuffer, *, final: bool, eager: bool = False) -> Span | None:
         """Called when no inference is in flight and after new audio arrives: the span to
-        transcribe now, or None to wait (with ``final``: None once nothing is left)."""
+        transcribe now, or None to wait (with ``final``: None once nothing is left). With
+        ``eager`` (the client was told to slow down) never wait for look-ahead audio a paused
+        client will not send."""
         ...
 
     def on_result(self, span: Span, words: Sequence[Word], transcript: Transcript) -> Decision:
@@ -211,14 +213,14 @@ class WindowedPolicy:
         self._last_end_ms = 0
         self._after_pause = False  # the next span starts in silence after every committed word
 
-    def next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
+    def next_span(self, buffer: AudioBuffer, *, final: bool, eager: bool = False) -> Span | None:
         """The next window once ``window_ms`` is buffered; with ``final``, the rest."""
-        span = self._next_span(buffer, final=final)
+        span = self._next_span(buffer, final=final, eager=eager)
         if span is None or not self._after_pause:
             return span
         return replace(span, after_pause=True)
 
-    def _next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
+    def _next_span(self, buffer: AudioBuffer, *, final: bool, eager: bool) -> Span | None:
         start = buffer.start_ms if self._start_ms is None else max(self._start_ms, buffer.start_ms)
         self._start_ms = start
         available = buffer.end_ms - start
@@ -237,7 +239,7 @@ class WindowedPolicy:
         )
         if pause is not None and max(start, search_from) < pause < search_end:
             return Span(start, pause, final=False, at_pause=True)
-        if buffer.end_ms < limit and not final:
+        if buffer.end_ms < limit and not (final or eager):
             return None
         return Span(start, end, final=False)
 
@@ -355,8 +357,9 @@ class LocalAgreementPolicy:
         self._heard_until_ms: int | None = None
         self._hypothesis: list[Word] = []
 
-    def next_span(self, buffer: AudioBuffer, *, final: bool) -> Span | None:
-        """The buffer from the last committed point, once ``min_chunk_ms`` of new audio came."""
+    def next_span(self, buffer: AudioBuffer, *, final: bool, eager: bool = False) -> Span | None:
+        """The buffer from the last committed point, once ``min_chunk_ms`` of new audio came
+        (``eager`` changes nothing: it never waits beyond one chunk)."""
         start = buffer.start_ms if self._start_ms is None else max(self._start_ms, buffer.start_ms)
         self._start_ms = start
         heard = start if self._heard_until_ms is None else max(self._heard_until_ms, start)

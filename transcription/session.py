@@ -607,7 +607,7 @@ class Session:
                     continue
             else:
                 final = self.state is State.ENDING
-                span = c.policy.next_span(self.buffer, final=final)
+                span = c.policy.next_span(self.buffer, final=final, eager=c.slowed_down)
                 if span is None:
                     if final:
                         self._finish(out)
