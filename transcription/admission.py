@@ -196,8 +196,13 @@ async def room_for_one(window_ms: int, overlap_ms: int) -> bool:
     return STATE.decide(capacity, session_weight(window_ms, overlap_ms)).admitted
 
 
-def observe(result: JobResult) -> None:
-    """Called with each successful ``asr.result``: update the measured speed."""
+def observe(result: JobResult, window_ms: int = 0, overlap_ms: int = 0) -> None:
+    """Called with each successful ``asr.result``: update the measured speed. Windows of a
+    session whose overlap exceeds half its window (weight capped, see ``MAX_SESSION_WEIGHT``)
+    are not measured: with the full encoder context a 1 s window costs as much as a 20 s one,
+    and one such client would make the node look twenty times slower to everyone else."""
+    if window_ms and window_ms / max(1, window_ms - overlap_ms) > MAX_SESSION_WEIGHT:
+        return
     STATE.observe(result.inference_s, result.audio_s)
 
 

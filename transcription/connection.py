@@ -219,7 +219,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         result = JobResult.from_message(message)
         metrics.observe_result(result)
         if result.ok:
-            admission.observe(result)
+            config = self.session.configured.config
+            admission.observe(result, config.window_duration_ms, config.overlap_duration_ms)
         else:
             log.warning("window %d failed on a worker: %s", result.window_index, result.error)
         outputs = self.session.on_result(result, time.monotonic())

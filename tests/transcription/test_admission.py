@@ -210,3 +210,14 @@ def test_result_without_figures_is_ignored(fresh_state: AdmissionState) -> None:
     """An ``asr.result`` without figures (no audio) changes nothing."""
     admission.observe(_result(inference_s=0.0, audio_s=0.0))
     assert fresh_state.rtf is None
+
+
+def test_windows_of_an_over_overlapped_session_do_not_set_the_speed(
+    fresh_state: AdmissionState,
+) -> None:
+    """A 1000/999 ms session's windows (full context: a 1 s window costs like a 20 s one) are
+    not measured, so one such client cannot make the node refuse everyone else."""
+    admission.observe(_result(inference_s=1.2, audio_s=1.0), 1000, 999)
+    assert fresh_state.rtf is None
+    admission.observe(_result(inference_s=0.6, audio_s=5.0), 5000, 500)
+    assert fresh_state.rtf == pytest.approx(0.12)
