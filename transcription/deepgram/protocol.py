@@ -16,6 +16,7 @@ since the previous final one, so finals tile the stream.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 import uuid
@@ -248,8 +249,10 @@ class DeepgramEncoder:
         self.sha256 = ""  # set by the consumer before the end
         self._final_until_ms = 0  # the end of the audio the final results cover
         self._last_word_end_ms = 0
-        self._endpoints = 0  # endpoint flushes whose Results have not been sent
-        self._utterance_end = False  # an UtteranceEnd waits for them
+        self._endpoints_asked = 0  # endpoint flushes started
+        self._endpoints_done = 0  # endpoint flushes whose Results were sent
+        # UtteranceEnds waiting for the endpoints asked before them to be answered
+        self._utterance_ends: collections.deque[int] = collections.deque()
 
     def frames(self, event: Event) -> list[str]:
         """The Deepgram messages of one session event."""
@@ -268,8 +271,7 @@ class DeepgramEncoder:
                     speech_final=event.reason == "endpoint",
                     from_finalize=event.reason == "client",
                 )
-                if event.reason == "endpoint":
-                    self._endpoints = max(0, self._endpoints - 1)
+                self._endpoints_done += event.reason == "endpoint"
                 return frames + self._utterance_end_frames()
             case SpeechStarted() if self.options.vad_events:
                 return [
@@ -282,9 +284,9 @@ class DeepgramEncoder:
                     )
                 ]
             case SpeechStopped():
-                self._endpoints += event.flushing
+                self._endpoints_asked += event.flushing
                 if event.silence_ms == self.options.utterance_end_ms:
-                    self._utterance_end = True
+                    self._utterance_ends.append(self._endpoints_asked)
                 return self._utterance_end_frames()
             case Error():
                 return [
@@ -311,11 +313,12 @@ class DeepgramEncoder:
     def _utterance_end_frames(self) -> list[str]:
         """The UtteranceEnd, once the final results of the utterance are out (an endpoint
         flush may still be transcribing it when the silence is long enough)."""
-        if not self._utterance_end or self._endpoints:
-            return []
-        self._utterance_end = False
-        end = {"type": "UtteranceEnd", "channel": [0, 1]}
-        return [_json({**end, "last_word_end": _seconds(self._last_word_end_ms)})]
+        frames = []
+        while self._utterance_ends and self._utterance_ends[0] <= self._endpoints_done:
+            self._utterance_ends.popleft()
+            end = {"type": "UtteranceEnd", "channel": [0, 1]}
+            frames.append(_json({**end, "last_word_end": _seconds(self._last_word_end_ms)}))
+        return frames
 
     def _results(
         self,

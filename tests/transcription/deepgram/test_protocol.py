@@ -167,3 +167,15 @@ def test_errors_are_deepgram_error_messages() -> None:
     (frame,) = encoder().frames(Error(ErrorCode.INVALID_MESSAGE, "bad", "SchemaError"))
     error = ListenV1Error.model_validate(json.loads(frame))
     assert (error.variant, error.description) == ("SchemaError", "bad")
+
+
+def test_each_utterance_gets_its_utterance_end_even_when_transcription_lags() -> None:
+    """Two utterances ended before either endpoint was transcribed: two UtteranceEnds, each
+    after its utterance's final Results."""
+    enc = encoder(utterance_end_ms=1000, endpointing_ms=300)
+    for at in (2000, 5000):
+        enc.frames(SpeechStopped(at, 300, flushing=True))
+        assert enc.frames(SpeechStopped(at, 1000)) == []
+    first = enc.frames(Flushed(0, 2300, words("one", 1500), "endpoint"))
+    second = enc.frames(Flushed(2300, 5300, words("two", 4500), "endpoint"))
+    assert [json.loads(f)["type"] for f in first + second] == ["Results", "UtteranceEnd"] * 2
