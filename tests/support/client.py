@@ -66,6 +66,9 @@ class StreamResult:
 
 
 AHEAD_OF_CHECKPOINT_MS = 20000
+# "As fast as possible" still stays under the server's WSS_MAX_AUDIO_SPEED (20x by default,
+# docs/PROTOCOL.md "Rates"): audio beyond it is refused, and this client does not resend.
+FASTEST_SPEED = 16.0
 
 
 class FlowControl:
@@ -146,13 +149,14 @@ async def stream(
     end: bool = True,
 ) -> StreamResult:
     """Open a session, send ``frames`` (paced in real time, ``speed`` times real time, or as
-    fast as flow control allows), send ``speech.end`` and collect every event until the server
-    closes. Without ``end`` (or when the first reply is not the ack) the client closes after the
-    first reply, and ``closed_by_server`` says whether the server had closed first."""
+    fast as flow control and the audio speed limit allow), send ``speech.end`` and collect
+    every event until the server closes. Without ``end`` (or when the first reply is not the
+    ack) the client closes after the first reply, and ``closed_by_server`` says whether the
+    server had closed first."""
     result = StreamResult()
     flow = FlowControl()
     # realtime: one frame per frame duration; speed: that many times faster
-    pace = 1.0 if realtime else speed
+    pace = 1.0 if realtime else speed or FASTEST_SPEED
     async with websockets.connect(url, additional_headers=headers, max_size=None) as ws:
         try:
             await ws.send(json.dumps({"type": "speech.config", "payload": dict(payload)}))
