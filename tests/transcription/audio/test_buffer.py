@@ -1,4 +1,4 @@
-"""Tests for transcription/audio/buffer.py (PROTOCOL.md "Flow control and limits")."""
+"""Tests for transcription/audio/buffer.py (docs/PROTOCOL.md "Flow control and limits")."""
 
 from __future__ import annotations
 

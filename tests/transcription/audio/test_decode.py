@@ -1,4 +1,4 @@
-"""Tests for transcription/audio/decode.py (PROTOCOL.md "Audio")."""
+"""Tests for transcription/audio/decode.py (docs/PROTOCOL.md "Audio")."""
 
 from __future__ import annotations
 

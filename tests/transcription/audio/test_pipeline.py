@@ -1,4 +1,5 @@
-"""Tests for transcription/audio/pipeline.py (PROTOCOL.md "Audio", "Flow control and limits")."""
+"""Tests for transcription/audio/pipeline.py (docs/PROTOCOL.md "Audio", "Flow control and
+limits")."""
 
 from __future__ import annotations
 

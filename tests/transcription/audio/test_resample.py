@@ -1,4 +1,4 @@
-"""Tests for transcription/audio/resample.py (PROTOCOL.md "Audio")."""
+"""Tests for transcription/audio/resample.py (docs/PROTOCOL.md "Audio")."""
 
 from __future__ import annotations
 

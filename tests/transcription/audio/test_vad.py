@@ -1,4 +1,4 @@
-"""Tests for transcription/audio/vad.py (PROTOCOL.md "Windows and events": the speech gate)."""
+"""Tests for transcription/audio/vad.py (docs/PROTOCOL.md "Windows and events": the speech gate)."""
 
 from __future__ import annotations
 
