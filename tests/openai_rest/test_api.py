@@ -203,6 +203,21 @@ def test_a_wrong_key_is_a_401_in_openai_shape(server: Server, clip: tuple[bytes,
     assert error["code"] == "invalid_api_key"
 
 
+def test_repeated_wrong_keys_from_one_address_are_a_429(
+    server: Server, clip: tuple[bytes, str]
+) -> None:
+    """The WebSocket's auth-failure limit (WSS_AUTH_FAILURE_LIMIT per address) applies: past
+    it, RateLimitError with Retry-After; a right key still works (only failures count)."""
+    bad = openai.OpenAI(base_url=server.http + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.RateLimitError) as raised:
+        for _ in range(11):  # default limit 10, one failure already counted or not
+            with pytest.raises(openai.AuthenticationError):
+                bad.models.list()
+    assert int(raised.value.response.headers["retry-after"]) > 0
+    good = openai.OpenAI(base_url=server.http + "/v1", api_key=KEY, max_retries=0)
+    assert [m.id for m in good.models.list()] == ["whisper-tiny.en"]
+
+
 def test_a_file_over_the_cap_is_a_413(client: openai.OpenAI) -> None:
     """WSS_MAX_UPLOAD_BYTES: HTTP 413 with code file_too_large, before any decoding."""
     with pytest.raises(openai.APIStatusError) as raised:
