@@ -67,9 +67,11 @@ class DeepgramConsumer(SessionConsumer):
                 self.rate.check(0, binary=False, now=now)
                 raise
             self.rate.check(0, binary=False, now=now, exempt=message == "CloseStream")
+            # Any message starts the session, KeepAlive too: a client may keep a connection
+            # open before its first audio (then the idle timeout applies, not the config one).
+            await self._ensure_started(now)
             if message == "KeepAlive":
                 return
-            await self._ensure_started(now)
             if message == "Finalize":
                 await self._on_finalize(now)
             else:
