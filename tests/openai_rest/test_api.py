@@ -288,3 +288,31 @@ def test_over_redis_the_batch_channel_reaches_a_separate_worker(
     finally:
         srv.stop()
         worker.stop()
+
+
+def test_a_failing_worker_is_a_503_or_an_error_event_in_the_stream(
+    short_clip: tuple[np.ndarray, str],
+) -> None:
+    """The worker fails every window (FAKE backend, named as such): the inference client gives
+    up, the request gets a 503; a stream already started ends with OpenAI's error object,
+    which the SDK raises as APIError."""
+    srv = start_server(
+        {
+            "DATABASE_URL": migrated_db(),
+            "WSS_BACKEND": "fake",
+            "WSS_FAKE_BACKEND_FAIL": "true",
+            "WSS_INFERENCE_RETRIES": "0",
+        }
+    )
+    try:
+        dev = openai.OpenAI(base_url=srv.http + "/v1", api_key="none", max_retries=0)
+        data = encode(short_clip[0], "wav")
+        with pytest.raises(openai.InternalServerError) as raised:
+            transcribe(dev, data)
+        assert raised.value.status_code == 503
+        assert raised.value.response.json()["error"]["code"] == "service_unavailable"
+        with pytest.raises(openai.APIError, match="No inference worker answered"):
+            for _ in transcribe(dev, data, stream=True):  # type: ignore[attr-defined]
+                pass
+    finally:
+        srv.stop()
