@@ -1,6 +1,6 @@
 """Streaming policies: which span of the audio buffer to transcribe next, and what to commit.
 
-Normative: ``shared/spec/PROTOCOL.md`` "Windows and events". The session asks ``next_span``
+Normative: ``docs/PROTOCOL.md`` "Windows and events". The session asks ``next_span``
 whenever no inference is in flight (at most one per session), hands the words of that span to
 ``on_result`` (or calls ``on_skipped`` when the speech gate found no speech in it) and releases
 the buffer up to the returned ``release_ms``. Pure and synchronous; times are session-timeline ms.

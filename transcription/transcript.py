@@ -1,6 +1,6 @@
 """The committed transcript of a session and the merge of overlapping windows into it.
 
-Normative: ``shared/spec/PROTOCOL.md`` "Windows and events" (joined phrases read like the offline
+Normative: ``docs/PROTOCOL.md`` "Windows and events" (joined phrases read like the offline
 transcript: no word repeated in an overlap, none lost at an edge, nothing invented on silence)
 and "Checkpoints and resume" (no loss, no duplication after a resume).
 
