@@ -29,7 +29,7 @@ from transcription.realtime.protocol import (
 )
 from transcription.session import State, TurnOptions
 
-# Realtime sessions are never resumed; fields that cannot change once audio flows.
+# What the audio path is built from when the session starts: fixed from then on.
 FIXED_ONCE_STARTED = frozenset({"format", "language"})
 
 
@@ -97,8 +97,8 @@ class RealtimeConsumer(SessionConsumer):
         }
         if started and fixed:
             raise protocol.error(
-                f"Cannot change {', '.join(sorted(fixed))} once audio was appended: open a new "
-                "session",
+                f"Cannot change {', '.join(sorted(fixed))} once the session has started (at the "
+                "first session.update or append): set it in the first session.update",
                 "invalid_value",
             )
         self.encoder.config = event.config
