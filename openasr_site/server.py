@@ -5,7 +5,7 @@ Small, documented additions to daphne 4.2, by subclassing (not forking):
 1. The ASGI "WebSocket Denial Response" extension (``websocket.http.response.start`` /
    ``.body``). Daphne answers 403 to every close before accept; with the extension the app
    can answer 401, 404 or 429 with headers (``Retry-After``) before the handshake completes,
-   as PROTOCOL.md "Transport and auth" requires. The app checks
+   as docs/PROTOCOL.md "Transport and auth" requires. The app checks
    ``scope["extensions"]["websocket.http.response"]`` and speaks standard ASGI, so it also
    runs under servers that implement the extension natively.
 2. Graceful shutdown: on SIGTERM the node stops accepting (``/ready`` turns 503, new

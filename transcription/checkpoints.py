@@ -1,6 +1,6 @@
 """Checkpoints: signed, stored server-side, and turned back into a session on resume.
 
-Normative: PROTOCOL.md "Checkpoints and resume". A checkpoint the client hands back is trusted
+Normative: docs/PROTOCOL.md "Checkpoints and resume". A checkpoint the client hands back is trusted
 only with a valid HMAC ``signature`` made from the server's secret (``salted_hmac``), so any
 node of the deployment can verify it and nobody can forge one; signatures made under a secret
 listed in ``SECRET_KEY_FALLBACKS`` still verify while the secret is rotated. Stores are shaped
@@ -191,7 +191,7 @@ class RedisCheckpointStore:
 
 class LiveSessions(Protocol):
     """Which connection owns a session right now, so a session runs on one connection only
-    (PROTOCOL.md "Checkpoints and resume": a session id live on another connection is refused).
+    (docs/PROTOCOL.md "Checkpoints and resume": a session id live on another connection is refused).
     Owners are consumer channel names; every write is conditional on the current owner."""
 
     async def aclaim(self, session_id: str, owner: str) -> str | None:

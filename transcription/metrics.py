@@ -5,7 +5,7 @@ django-prometheus serves them at ``/metrics``: from the default registry, or, wh
 ``PROMETHEUS_MULTIPROC_DIR`` is set (the image sets it), through prometheus_client's
 ``MultiProcessCollector``, which sums counters and histograms over the node's processes and adds
 the ``livesum`` gauges of the live ones, so every seed series stays unlabelled (no ``pid``).
-Metrics beyond the seed have names of their own (PROTOCOL.md "Operations", docs/METRICS.md).
+Metrics beyond the seed have names of their own (docs/PROTOCOL.md "Operations", docs/METRICS.md).
 
 What the inference worker measures travels back in each ``asr.result`` and is recorded here, in
 the server process, by ``observe_result``: with Redis the workers are other processes (other

@@ -1,4 +1,4 @@
-"""Database models: the API keys of PROTOCOL.md "Transport and auth".
+"""Database models: the API keys of docs/PROTOCOL.md "Transport and auth".
 
 A key is ``oasr_<prefix>.<secret>``. Only the prefix (public, for lookup and for people to tell
 keys apart) and a salted digest of the whole key are stored; the key itself is shown once, when

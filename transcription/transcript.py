@@ -65,7 +65,7 @@ def join_words(words: Iterable[Word]) -> str:
 def drop_annotations(words: Iterable[Word]) -> list[Word]:
     """Remove Whisper's non-speech annotations (``[BLANK_AUDIO]``, ``(water running)``, ``♪``).
 
-    Whisper writes them on silence and noise; PROTOCOL.md forbids invented text there.
+    Whisper writes them on silence and noise; docs/PROTOCOL.md forbids invented text there.
     """
     kept: list[Word] = []
     closer: str | None = None

@@ -1,2 +1,2 @@
 """Who may open ``/transcribe``: API keys, the handshake middleware, the auth-failure limit
-and the origin check (PROTOCOL.md "Transport and auth")."""
+and the origin check (docs/PROTOCOL.md "Transport and auth")."""

@@ -1,5 +1,5 @@
 """API keys: format, digest, lifecycle (create, revoke, rotate) and the cached lookup the
-handshake uses. Normative: PROTOCOL.md "Transport and auth".
+handshake uses. Normative: docs/PROTOCOL.md "Transport and auth".
 
 A database key is ``oasr_<prefix>.<secret>``: 48 random bits of public prefix (the lookup index,
 and what people see in the admin) and 256 random bits of secret. The database stores only

@@ -1,7 +1,7 @@
 """Handshake checks for every WebSocket API: host, origin, API key, auth-failure limit.
 
-Normative: PROTOCOL.md "Transport and auth". Everything is decided before the consumer runs, and
-a refusal is an HTTP response to the upgrade request (ASGI "WebSocket Denial Response"
+Normative: docs/PROTOCOL.md "Transport and auth". Everything is decided before the consumer
+runs, and a refusal is an HTTP response to the upgrade request (ASGI "WebSocket Denial Response"
 extension, which ``openasr_site/server.py`` adds to daphne): 401 for a missing or wrong key, 429
 with ``Retry-After`` after too many failures from one address, 403 for a ``Host`` not in
 ``ALLOWED_HOSTS`` or a foreign ``Origin`` (``origin.py``), 503 when the key database cannot be

@@ -1,5 +1,5 @@
 """Host and Origin checks against cross-site WebSocket hijacking and DNS rebinding
-(PROTOCOL.md "Transport and auth").
+(docs/PROTOCOL.md "Transport and auth").
 
 Browsers send ``Origin`` on every WebSocket upgrade and let any page open a socket to any host,
 so a page on another site could use a browser's network position. A request with an ``Origin``

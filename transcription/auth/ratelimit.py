@@ -1,4 +1,4 @@
-"""Fixed-window limits (PROTOCOL.md "Transport and auth", "Limits"):
+"""Fixed-window limits (docs/PROTOCOL.md "Transport and auth", "Flow control and limits"):
 
 * per client IP, auth failures: after ``WSS_AUTH_FAILURE_LIMIT`` failures in
   ``WSS_AUTH_FAILURE_WINDOW_S`` seconds, handshakes without a valid key get HTTP 429 with
