@@ -62,6 +62,7 @@ image-test: sysdeps-image install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 fmt: install
 	$(BIN)/ruff format .
@@ -72,4 +73,5 @@ bench: sysdeps-test install model
 	REDIS_TEST_URL=$$(PY=$(BIN)/python scripts/ensure-redis.sh) $(BIN)/python benchmarks/run_all.py
 
 clean:
+	-PY=$(BIN)/python scripts/ensure-redis.sh stop
 	rm -rf $(VENV) .make var db.sqlite3
