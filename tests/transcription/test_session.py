@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transcription.events import (
     Backpressure,
@@ -350,7 +352,8 @@ def finish(s: Session) -> list[object]:
 def live_session(turns: TurnOptions | None = None, window_ms: int = 20_000) -> Session:
     s = Session(SessionLimits(vad="energy", audio_buffer_ms=30_000), reply_channel="reply")
     s.set_turns(turns)
-    s.start("s", SpeechConfig("en", RATE, "pcm_s16le", window_ms, 2000, "m"), model_id="m")
+    config = SpeechConfig("en", RATE, "pcm_s16le", window_ms, min(2000, window_ms // 4), "m")
+    s.start("s", config, model_id="m")
     return s
 
 
@@ -483,3 +486,32 @@ def test_a_client_paused_by_slow_down_is_not_waited_for() -> None:
     outputs = [s.feed_audio(pcm[i : i + 6400]) for i in range(0, len(pcm), 6400)]
     assert any(isinstance(e, Backpressure) for o in outputs for e in o.events)
     assert [job for o in outputs for job in o.jobs], "no window while the client is paused"
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    flushes=st.lists(st.integers(0, 89), max_size=4),
+    lag=st.integers(0, 6),
+    window_ms=st.sampled_from([2000, 20_000]),
+)
+def test_flushes_anywhere_neither_lose_nor_repeat_a_word(
+    flushes: list[int], lag: int, window_ms: int
+) -> None:
+    """Finalize / commit at any frames, with the worker lagging by any amount, with short
+    (interim) or long windows: the committed words are exactly the spoken ones, once, in
+    order; one Flushed per flush."""
+    s = live_session(window_ms=window_ms)
+    events = drive(s, THREE, {i: "flush" for i in flushes}, lag=lag) + finish(s)
+    assert texts(events) == " ".join(BURST_WORDS)
+    assert sum(isinstance(e, Flushed) for e in events) == len(set(flushes))
+
+
+def test_a_clear_during_a_pending_flush_waits_for_it() -> None:
+    """Commit, then clear before the commit's words are in: the committed audio is still
+    transcribed, the audio after it up to the clear is dropped."""
+    s = live_session()
+    events = drive(s, THREE, {25: "flush", 55: "clear"}, lag=35)
+    events += finish(s)
+    flushed = [e for e in events if isinstance(e, Flushed)]
+    assert [" ".join(w.text for w in f.words) for f in flushed] == [BURST_WORDS[0]]
+    assert texts(events) == f"{BURST_WORDS[0]} {BURST_WORDS[2]}"
