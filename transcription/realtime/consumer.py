@@ -101,10 +101,10 @@ class RealtimeConsumer(SessionConsumer):
                 "first session.update or append): set it in the first session.update",
                 "invalid_value",
             )
+        if not started:
+            await self._start(event.config, now)  # a refused start keeps the old config
         self.encoder.config = event.config
         self.session.set_turns(turn_options(event.config))
-        if not started:
-            await self._start(now)
         if event.beta:
             await self.send(
                 frame("transcription_session.updated", session=event.config.beta(self.realtime_id))
@@ -113,9 +113,10 @@ class RealtimeConsumer(SessionConsumer):
             await self.send(frame("session.updated", session=event.config.ga(self.realtime_id)))
 
     async def _on_append(self, event: Append, now: float) -> None:
-        if self.session.state is State.CONNECTED:
-            await self._start(now)
         config = self.encoder.config
+        if self.session.state is State.CONNECTED:
+            self.session.set_turns(turn_options(config))
+            await self._start(config, now)
         bytes_per_ms = config.sample_rate / 1000 * (2 if config.format == "pcm16" else 1)
         self.uncommitted_ms += len(event.audio) / bytes_per_ms
         await self.feed_audio(event.audio, now)
@@ -143,9 +144,8 @@ class RealtimeConsumer(SessionConsumer):
         else:
             await self.send(frame("input_audio_buffer.cleared"))
 
-    async def _start(self, now: float) -> None:
+    async def _start(self, config: RealtimeConfig, now: float) -> None:
         cfg = settings.OPENASR
-        config = self.encoder.config
         await self.start_session(
             SpeechConfig(
                 language=config.language or cfg.language,

@@ -116,3 +116,20 @@ async def test_binary_frames_and_unknown_events_are_errors() -> None:
         await send(c, {"type": "response.create"})
         error = await recv(c)
         assert (error["error"]["code"], error["error"]["param"]) == ("invalid_event", "type")
+
+
+async def test_a_refused_first_update_keeps_the_session_unstarted() -> None:
+    """A language the English-only model cannot take: an error, and the next update with a
+    valid configuration starts the session."""
+    async with connected() as c:
+        await recv(c)
+        german = {"transcription": {"language": "de"}, "turn_detection": None}
+        await send(c, {"type": "session.update", "session": {"audio": {"input": german}}})
+        error = await recv(c)
+        assert error["type"] == "error" and "English-only" in error["error"]["message"]
+        english = {"transcription": {"language": "en"}}
+        await send(c, {"type": "session.update", "session": {"audio": {"input": english}}})
+        updated = await recv(c)
+        assert updated["type"] == "session.updated"
+        assert updated["session"]["audio"]["input"]["transcription"]["language"] == "en"
+        assert updated["session"]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
