@@ -12,12 +12,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from transcription.openai_rest.bodylimit import UploadLimitMiddleware  # noqa: E402
 from transcription.routing import websocket_application  # noqa: E402
 from transcription.worker import channel_application  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # /v1/ bodies over the upload cap are refused (413) before Django buffers them.
+        "http": UploadLimitMiddleware(django_asgi_app),
         "websocket": websocket_application,
         "channel": channel_application,
     }
