@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import websockets
 
-from tests.e2e.compat.conftest import KEY, WER_BY_PATH, g711
+from tests.e2e.compat.conftest import KEY, WER_BY_PATH, g711, pcm16
 from tests.support.client import config, stream
 from tests.support.server import Server
 from tests.support.speech import Composition
@@ -43,3 +43,15 @@ async def test_a_wrong_key_is_refused_with_401(compat_server: Server) -> None:
         ):
             pass
     assert info.value.response.status_code == 401
+
+
+async def test_pcm_s16le_16khz_baseline(compat_server: Server, clip: Composition) -> None:
+    """The same clip as 16 kHz PCM on /transcribe: the baseline the other paths compare to."""
+    audio = pcm16(clip.audio)
+    frames = [audio[i : i + 6400] for i in range(0, len(audio), 6400)]  # 200 ms
+    result = await stream(
+        compat_server.url, frames, config(), speed=4.0, headers={"Authorization": f"Bearer {KEY}"}
+    )
+    result.assert_ended_normally()
+    WER_BY_PATH["/transcribe pcm_s16le 16k"] = score = wer(clip.text, result.final["text"])  # type: ignore[index]
+    assert score < 0.1, result.final
