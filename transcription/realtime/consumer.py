@@ -5,7 +5,7 @@ transcription mode, on the same sessions, workers, admission, keys and metrics a
 The session starts at the first ``session.update`` or ``input_audio_buffer.append`` (so the
 audio format is known); ``input_audio_buffer.commit`` is ``Session.flush``, ``.clear`` is
 ``Session.clear``, and ``server_vad`` is the session's turn detection with an endpoint at
-``silence_duration_ms``. Wire format: ``realtime/protocol.py``.
+``silence_duration_ms``. Wire format: ``realtime/protocol.py`` and ``realtime/config.py``.
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ from transcription.connection import SessionConsumer
 from transcription.events import ClientError, Event, SpeechStopped
 from transcription.protocol import SpeechConfig
 from transcription.realtime import protocol
+from transcription.realtime.config import RealtimeConfig, SessionUpdate, error, new_id
 from transcription.realtime.protocol import (
     MIN_COMMIT_MS,
     Append,
     Clear,
     Commit,
-    RealtimeConfig,
     RealtimeEncoder,
-    SessionUpdate,
     frame,
-    new_id,
 )
 from transcription.session import State, TurnOptions
 
@@ -65,7 +63,7 @@ class RealtimeConsumer(SessionConsumer):
     async def on_frame(self, text: str | None, data: bytes | None, now: float) -> None:
         if text is None:
             self.rate.check(len(data or b""), binary=True, now=now)
-            raise protocol.error(
+            raise error(
                 "Binary frames are not part of the Realtime API: send audio as "
                 "input_audio_buffer.append with base64 audio",
                 "invalid_event",
@@ -96,7 +94,7 @@ class RealtimeConsumer(SessionConsumer):
             if getattr(old, name) != getattr(event.config, name)
         }
         if started and fixed:
-            raise protocol.error(
+            raise error(
                 f"Cannot change {', '.join(sorted(fixed))} once the session has started (at the "
                 "first session.update or append): set it in the first session.update",
                 "invalid_value",
@@ -123,7 +121,7 @@ class RealtimeConsumer(SessionConsumer):
 
     async def _on_commit(self, now: float) -> None:
         if self.uncommitted_ms < MIN_COMMIT_MS or self.session.state is State.CONNECTED:
-            raise protocol.error(
+            raise error(
                 "Error committing input audio buffer: buffer too small. Expected at least "
                 f"{MIN_COMMIT_MS}ms of audio, but buffer only has "
                 f"{self.uncommitted_ms:.2f}ms of audio.",

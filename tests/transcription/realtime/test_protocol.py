@@ -1,5 +1,6 @@
-"""Tests for transcription/realtime/protocol.py: the Realtime API's client events parsed, and
-the session's events encoded so the ``openai`` SDK's own models read them."""
+"""Tests for transcription/realtime/protocol.py and config.py: the Realtime API's client
+events parsed, and the session's events encoded so the ``openai`` SDK's own models read
+them."""
 
 from __future__ import annotations
 
@@ -27,14 +28,12 @@ from transcription.events import (
     SpeechStopped,
 )
 from transcription.inference.types import Word
+from transcription.realtime.config import RealtimeConfig, ServerVad, SessionUpdate
 from transcription.realtime.protocol import (
     Append,
     Clear,
     Commit,
-    RealtimeConfig,
     RealtimeEncoder,
-    ServerVad,
-    SessionUpdate,
     parse_client_event,
 )
 
