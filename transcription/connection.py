@@ -25,7 +25,7 @@ from django.conf import settings
 from openasr_site.logconfig import key_name_var, session_id_var
 from transcription import admission, checkpoints, live, metrics
 from transcription.auth.keys import KeyIdentity, akey_active
-from transcription.denial import deny
+from transcription.denial import Denial, deny
 from transcription.events import (
     Backpressure,
     Checkpoint,
@@ -58,6 +58,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     """One client connection and its session, whatever the wire protocol."""
 
     api = "openasr"  # the wire API, a label of openasr_api_sessions_total
+    resumable = True  # the protocol can resume a session from its stored checkpoint
     session: Session
     key: KeyIdentity | None = None
     _counted = False  # counted in NODE.connections
@@ -110,7 +111,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         key_name_var.set(self.key["name"] if self.key else None)
         refusal = admission.refuse_connection(self.key)
         if refusal is not None:
-            await deny(self.scope, self.base_send, refusal)
+            await deny(self.scope, self.base_send, self.shape_denial(refusal))
             return
         self._counted = True
         NODE.connection_opened(self._key_id())
@@ -136,6 +137,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def on_frame(self, text: str | None, data: bytes | None, now: float) -> None:
         """Called with each frame of a live connection; the protocol's own parsing."""
         raise NotImplementedError
+
+    def shape_denial(self, denial: Denial) -> Denial:
+        """A refusal of the upgrade in the protocol's own error shape (ours by default)."""
+        return denial
 
     def frames(self, event: Event) -> list[str]:
         """The text frames of ``event`` in the protocol's wire format (none, one or more:
@@ -204,6 +209,14 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self._send_outputs(outputs)
         metrics.FRAME_HANDLE.observe(time.perf_counter() - started)
 
+    async def flush_session(self, now: float) -> None:
+        """Commit everything heard so far; the session goes on (Finalize, commit)."""
+        await self._send_outputs(self.session.flush(now))
+
+    async def clear_session(self, now: float) -> None:
+        """Drop the audio no window has committed yet; the session goes on."""
+        await self._send_outputs(self.session.clear(now))
+
     async def end_session(self, now: float) -> None:
         """No more audio: flush, then the final events and the close."""
         await self._send_outputs(self.session.end(now))
@@ -249,7 +262,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         checkpoint = next((e for e in reversed(outputs.events) if isinstance(e, Checkpoint)), None)
         # Store before sending: a client never holds a checkpoint that resume-by-session_id
         # cannot find (a node may die right after the send).
-        if checkpoint is not None and self.session.has_progress:
+        if checkpoint is not None and self.resumable and self.session.has_progress:
             await self._store_checkpoint(checkpoint)
         metrics.ERRORS.inc(sum(isinstance(e, Error) for e in outputs.events))
         events, abusive, held = self.errors.admit(outputs.events, time.monotonic())

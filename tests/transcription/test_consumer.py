@@ -19,8 +19,11 @@ from django.conf import settings
 
 from transcription import admission, checkpoints
 from transcription.consumer import TranscriptionConsumer
+from transcription.deepgram.consumer import DeepgramConsumer
+from transcription.denial import Denial
 from transcription.inference import loader
 from transcription.inference.fake import FakeBackend
+from transcription.realtime.consumer import RealtimeConsumer
 from transcription.registry import NODE
 
 RATE = 16_000
@@ -248,3 +251,22 @@ async def test_a_corrupt_opus_packet_is_audio_error_and_the_session_goes_on() ->
         assert (await recv(c))["payload"]["status"] == "EndOfStream"
         assert await closed_with(c) == 1000
     await wait_until_clean()
+
+
+def test_each_api_refuses_an_upgrade_in_its_own_error_shape() -> None:
+    """A full node's 503 (or the per-key 429) reaches each API's client in that API's shape,
+    Retry-After kept."""
+    busy = Denial.retry_later(503, "busy", "server full", 5)
+    assert json.loads(TranscriptionConsumer().shape_denial(busy).body())["error"] == "busy"
+    openai = RealtimeConsumer().shape_denial(busy)
+    assert json.loads(openai.body())["error"]["message"] == "server full"
+    deepgram = DeepgramConsumer().shape_denial(busy)
+    assert json.loads(deepgram.body())["err_msg"] == "server full"
+    for shaped in (openai, deepgram):
+        assert (b"retry-after", b"5") in shaped.headers
+
+
+def test_only_resumable_apis_store_checkpoints() -> None:
+    """Realtime and Deepgram sessions cannot be resumed: their checkpoints are not stored."""
+    assert TranscriptionConsumer.resumable
+    assert not RealtimeConsumer.resumable and not DeepgramConsumer.resumable

@@ -41,6 +41,10 @@ class DeepgramConsumer(SessionConsumer):
     """One Deepgram live connection."""
 
     api = "deepgram"
+    resumable = False  # the API has no resume: its checkpoints are not stored
+
+    def shape_denial(self, denial: Denial) -> Denial:
+        return deepgram_denial(denial)
 
     async def connect(self) -> None:
         """Called on the upgrade: the query is validated before anything else is held."""
@@ -89,7 +93,7 @@ class DeepgramConsumer(SessionConsumer):
 
     async def _on_finalize(self, now: float) -> None:
         # Wanted in SessionConsumer: a public ``flush_session(now)`` like ``end_session``.
-        await self._send_outputs(self.session.flush(now))
+        await self.flush_session(now)
 
     async def _on_close_stream(self, now: float) -> None:
         if self.session.state is State.CONFIGURED:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from transcription.auth.middleware import openai_denial
 from transcription.connection import SessionConsumer
+from transcription.denial import Denial
 from transcription.events import ClientError, Event, SpeechStopped
 from transcription.protocol import SpeechConfig
 from transcription.realtime import protocol
@@ -46,6 +48,10 @@ class RealtimeConsumer(SessionConsumer):
     """One Realtime transcription connection."""
 
     api = "openai_realtime"
+    resumable = False  # the API has no resume: its checkpoints are not stored
+
+    def shape_denial(self, denial: Denial) -> Denial:
+        return openai_denial(denial)
 
     async def connect(self) -> None:
         """Called on the upgrade; a connection that was accepted gets ``session.created``."""
@@ -127,18 +133,15 @@ class RealtimeConsumer(SessionConsumer):
                 f"{self.uncommitted_ms:.2f}ms of audio.",
                 "input_audio_buffer_commit_empty",
             )
-        outputs = self.session.flush(now)
         self.uncommitted_ms = 0
         await self.send(self.encoder.commit())
-        # Wanted in SessionConsumer: a public ``flush_session(now)`` like ``end_session``.
-        await self._send_outputs(outputs)
+        await self.flush_session(now)
 
     async def _on_clear(self, now: float) -> None:
         self.uncommitted_ms = 0
         if self.session.state is State.CONFIGURED:
-            outputs = self.session.clear(now)
             await self.send(frame("input_audio_buffer.cleared"))
-            await self._send_outputs(outputs)  # as for commit: a ``clear_session(now)`` hook
+            await self.clear_session(now)
         else:
             await self.send(frame("input_audio_buffer.cleared"))
 
