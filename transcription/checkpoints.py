@@ -24,7 +24,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from transcription import metrics
 from transcription.events import ClientError, ErrorCode
 from transcription.redis_pool import Redis, get_redis
-from transcription.session import ResumeState
+from transcription.session_state import ResumeState
 from transcription.transcript import Transcript
 
 log = logging.getLogger(__name__)

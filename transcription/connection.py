@@ -41,7 +41,8 @@ from transcription.limits import Deadlines, ErrorBudget, RateWindow, SessionLimi
 from transcription.modelinfo import resolve_serving_model
 from transcription.protocol import SpeechConfig
 from transcription.registry import NODE
-from transcription.session import Outputs, ResumeState, Session, State
+from transcription.session import Session
+from transcription.session_state import Outputs, ResumeState, State
 from transcription.worker import ensure_inprocess_worker
 
 log = logging.getLogger(__name__)

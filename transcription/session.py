@@ -10,21 +10,14 @@ serves every wire protocol and both deployments alike.
 
 from __future__ import annotations
 
-import collections
-import enum
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from transcription.audio import SAMPLE_RATE_HZ
-from transcription.audio.buffer import MIN_PAUSE_MS, MIN_SPEECH_MS, AudioBuffer
+from transcription.audio.buffer import AudioBuffer
 from transcription.audio.decode import AudioDecodeError
-from transcription.audio.pipeline import AudioPipeline
-from transcription.audio.turns import Started, TurnDetector
-from transcription.audio.vad import make_vad
+from transcription.audio.turns import Started
 from transcription.events import (
     Backpressure,
     Checkpoint,
@@ -34,7 +27,6 @@ from transcription.events import (
     ConfigAck,
     Error,
     ErrorCode,
-    Event,
     Flushed,
     FlushReason,
     Hypothesis,
@@ -48,202 +40,31 @@ from transcription.events import (
 from transcription.inference.client import Delivered, GiveUp, InferenceClient, Outcome, Resend
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Word
-from transcription.limits import AudioAllowance, SessionLimits
+from transcription.limits import SessionLimits
 from transcription.policy import (
     ANCHOR_MARGIN_MS,
     Span,
-    StreamingPolicy,
-    make_policy,
-    usable_ms,
 )
 from transcription.protocol import SpeechConfig
+from transcription.session_state import (
+    BACKPRESSURE_OK_RATIO,
+    BACKPRESSURE_SLOW_DOWN_RATIO,
+    CHECKPOINT_TAIL_WORDS,
+    ENGLISH,
+    FLUSH_CUT_PROBE_MS,
+    SKIPPED_SPEECH_MS,
+    TRANSITIONS,
+    BufferUpTo,
+    Configured,
+    Outputs,
+    PendingFlush,
+    ResumeState,
+    State,
+    TurnOptions,
+    audio_ctx_for,
+    fit_to_buffer,
+)
 from transcription.transcript import Transcript, join_words
-
-BACKPRESSURE_SLOW_DOWN_RATIO = 0.8
-BACKPRESSURE_OK_RATIO = 0.5
-CHECKPOINT_TAIL_WORDS = 64  # words kept in a checkpoint for the merge after a resume
-SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was skipped
-AUDIO_CTX_MIN_S = 5.0  # shorter encoder contexts make Whisper drop the words of short windows
-# A flush whose last 200 ms hold speech was asked for mid-word (see _flush_resume_ms).
-FLUSH_CUT_PROBE_MS = 200
-ENGLISH = frozenset({"en", "en-us", "en-gb"})
-
-
-class State(enum.Enum):
-    """Connection states (docs/PROTOCOL.md "Session state machine"), ENDING while flushing."""
-
-    CONNECTED = "connected"
-    CONFIGURED = "configured"
-    ENDING = "ending"
-    ENDED = "ended"
-
-
-_TRANSITIONS: dict[State, frozenset[State]] = {
-    State.CONNECTED: frozenset({State.CONFIGURED, State.ENDED}),
-    State.CONFIGURED: frozenset({State.ENDING, State.ENDED}),
-    State.ENDING: frozenset({State.ENDED}),
-    State.ENDED: frozenset(),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeState:
-    """What a verified checkpoint restores: transcript, word tail and timeline position."""
-
-    transcript: Transcript
-    last_audio_ms: int
-
-
-@dataclass(slots=True)
-class Outputs:
-    """What one call produced: events to send in order (a ``Close`` last), jobs to submit."""
-
-    events: list[Event] = field(default_factory=list)
-    jobs: list[TranscribeJob] = field(default_factory=list)
-    windows_skipped: int = 0
-    refused_ms: int = 0
-    resends: int = 0
-    latency_s: float | None = None  # a window's result came in: first send to result
-
-
-@dataclass(frozen=True, slots=True)
-class TurnOptions:
-    """Speech events and endpointing, for the wire APIs that have them (the Realtime API's
-    ``server_vad``, Deepgram's ``vad_events``, ``endpointing`` and ``utterance_end_ms``).
-    A session without them (``/transcribe``) emits no speech events."""
-
-    stop_after_ms: tuple[int, ...]  # a SpeechStopped each time the silence reaches one
-    flush_after_ms: int | None = None  # an endpoint: flush when the silence reaches this
-    vad_threshold: float | None = None  # the speech gate's threshold (None: the server's)
-
-    def __post_init__(self) -> None:
-        if self.flush_after_ms is not None and self.flush_after_ms not in self.stop_after_ms:
-            raise ValueError("flush_after_ms must be one of stop_after_ms")
-
-
-@dataclass(frozen=True, slots=True)
-class _Flush:
-    """A flush waiting to complete: commit every word of the audio before ``end_ms``."""
-
-    end_ms: int
-    reason: FlushReason
-
-
-class _BufferUpTo:
-    """The session's audio buffer as if it ended at ``end_ms``: what a policy sees while a
-    flush is in progress, so audio received after the flush is not part of it."""
-
-    def __init__(self, buffer: AudioBuffer, end_ms: int) -> None:
-        self._buffer = buffer
-        self._end_ms = min(end_ms, buffer.end_ms)
-
-    @property
-    def start_ms(self) -> int:
-        return self._buffer.start_ms
-
-    @property
-    def end_ms(self) -> int:
-        return self._end_ms
-
-    def window(self, start_ms: int, end_ms: int) -> np.ndarray:
-        return self._buffer.window(start_ms, min(end_ms, self._end_ms))
-
-    def has_speech(self, start_ms: int, end_ms: int, min_speech_ms: int = MIN_SPEECH_MS) -> bool:
-        return self._buffer.has_speech(start_ms, min(end_ms, self._end_ms), min_speech_ms)
-
-    def pause_near(
-        self, end_ms: int, search_ms: int, min_pause_ms: int = MIN_PAUSE_MS
-    ) -> int | None:
-        end = min(end_ms, self._end_ms)
-        return self._buffer.pause_near(end, search_ms - (end_ms - end), min_pause_ms)
-
-
-def fit_to_buffer(config: SpeechConfig, buffer_ms: int) -> SpeechConfig:
-    """A window longer than the audio buffer can hold would never fill: it is shortened to
-    what the buffer holds, and the ack's ``effective_config`` says so."""
-    window_ms = min(config.window_duration_ms, usable_ms(buffer_ms))
-    if window_ms == config.window_duration_ms:
-        return config
-    overlap_ms = min(config.overlap_duration_ms, window_ms // 2)
-    return replace(config, window_duration_ms=window_ms, overlap_duration_ms=overlap_ms)
-
-
-def audio_ctx_for(seconds: float) -> int:
-    """whisper.cpp encoder frames for ``seconds`` of audio (50/s) plus margin; 1500 = 30 s."""
-    return min(1500, int(math.ceil(max(seconds, AUDIO_CTX_MIN_S) * 50)) + 64)
-
-
-class _Configured:
-    """What exists only once ``speech.config`` is accepted (the audio path and the merge)."""
-
-    def __init__(
-        self,
-        session_id: str,
-        config: SpeechConfig,
-        limits: SessionLimits,
-        model_id: str,
-        resume: ResumeState | None,
-        signer: Callable[[dict[str, Any]], dict[str, Any]],
-        now: float,
-    ) -> None:
-        self.session_id = session_id
-        self.config = config
-        self.model_id = model_id
-        self.signer = signer
-        self.timeline_start_ms = resume.last_audio_ms if resume else 0
-        self.transcript = resume.transcript if resume else Transcript()
-        self.pipeline = AudioPipeline(
-            config.encoding,
-            config.sample_rate,
-            capacity_ms=limits.audio_buffer_ms,
-            vad=make_vad(limits.vad, limits.vad_threshold),
-            timeline_start_ms=self.timeline_start_ms,
-        )
-        self.policy: StreamingPolicy = make_policy(
-            limits.streaming_policy,
-            config.window_duration_ms,
-            config.overlap_duration_ms,
-            limits.audio_buffer_ms,
-        )
-        self.allowance = AudioAllowance(limits.max_audio_speed, limits.audio_burst_ms, now)
-        self.span: Span | None = None  # the span of the job in flight
-        self.next_window_index = 0
-        self.slowed_down = False
-        self.turns: TurnDetector | None = None
-        self.flush_after_ms: int | None = None
-        self.flushes: collections.deque[_Flush] = collections.deque()
-        self.flush_words: list[Word] = []  # committed while a flush is pending
-        self.flushed_until_ms = self.timeline_start_ms
-        self.clear_at_ms: int | None = None  # a clear waiting for the pending flushes
-        self.rewound = False  # the last flush span's end is heard again (_flush_resume_ms)
-        self.limits = limits
-
-    def set_turns(self, turns: TurnOptions | None) -> None:
-        """Start (or stop) turn detection from the next frame on."""
-        self.flush_after_ms = turns.flush_after_ms if turns else None
-        if turns is None:
-            self.turns = None
-            return
-        vad = self.pipeline.buffer.vad
-        if vad is not None:
-            vad.threshold = (
-                self.limits.vad_threshold if turns.vad_threshold is None else turns.vad_threshold
-            )
-        detector = TurnDetector(turns.stop_after_ms)
-        if self.turns is not None:
-            detector.continue_from(self.turns)
-        else:
-            detector.skip_to(self.pipeline.buffer.scored_frames)
-        self.turns = detector
-
-    def new_policy(self) -> None:
-        """Forget the policy's state (held-back words, its next start): after a clear."""
-        self.policy = make_policy(
-            self.limits.streaming_policy,
-            self.config.window_duration_ms,
-            self.config.overlap_duration_ms,
-            self.limits.audio_buffer_ms,
-        )
 
 
 class Session:
@@ -256,21 +77,21 @@ class Session:
         self.inference = InferenceClient(
             timeout_s=limits.inference_timeout_s, retries=limits.inference_retries
         )
-        self._c: _Configured | None = None
+        self._c: Configured | None = None
         self._turns: TurnOptions | None = None
 
     # --- state ---
 
     def _transition(self, to: State) -> None:
         """Move to ``to``; an illegal transition is a bug and fails loudly."""
-        if to not in _TRANSITIONS[self.state]:
+        if to not in TRANSITIONS[self.state]:
             raise RuntimeError(f"illegal session transition {self.state.value} -> {to.value}")
         self.state = to
         if to is State.ENDED:
             self.inference.cancel()
 
     @property
-    def configured(self) -> _Configured:
+    def configured(self) -> Configured:
         if self._c is None:
             raise RuntimeError(f"session is {self.state.value}, not configured")
         return self._c
@@ -326,7 +147,7 @@ class Session:
         self.check_can_configure()
         self.check_config(config, model_id, multilingual)
         config = fit_to_buffer(config, self.limits.audio_buffer_ms)
-        self._c = _Configured(session_id, config, self.limits, model_id, resume, signer, now)
+        self._c = Configured(session_id, config, self.limits, model_id, resume, signer, now)
         self._c.set_turns(self._turns)
         self._transition(State.CONFIGURED)
         ack = ConfigAck(
@@ -351,7 +172,7 @@ class Session:
             raise ClientError(ErrorCode.INVALID_STATE, "Flush before the session is configured")
         if self.state is not State.CONFIGURED:
             raise ClientError(ErrorCode.INVALID_STATE, "Flush after the end of the stream")
-        self.configured.flushes.append(_Flush(self.buffer.end_ms, reason))
+        self.configured.flushes.append(PendingFlush(self.buffer.end_ms, reason))
         out = Outputs()
         self._schedule(out, now)
         return out
@@ -435,7 +256,7 @@ class Session:
             flushing = edge.silence_ms == c.flush_after_ms
             out.events.append(SpeechStopped(edge.at_ms, edge.silence_ms, flushing))
             if flushing:
-                c.flushes.append(_Flush(self.buffer.end_ms, "endpoint"))
+                c.flushes.append(PendingFlush(self.buffer.end_ms, "endpoint"))
 
     def end(self, now: float = 0.0) -> Outputs:
         """Called on ``speech.end``: flush the rest of the audio, then the final events."""
@@ -600,7 +421,7 @@ class Session:
         while c.span is None and self.state in (State.CONFIGURED, State.ENDING):
             if c.flushes:
                 # A flush sees the buffer as it was when it was asked for, to its end.
-                view = _BufferUpTo(self.buffer, c.flushes[0].end_ms)
+                view = BufferUpTo(self.buffer, c.flushes[0].end_ms)
                 span = c.policy.next_span(view, final=True)
                 if span is None:
                     self._flushed(out)

@@ -27,7 +27,8 @@ from transcription.inference.messages import JobAccepted, JobResult, TranscribeJ
 from transcription.inference.types import Segment, Word
 from transcription.limits import SessionLimits
 from transcription.protocol import SpeechConfig
-from transcription.session import Outputs, Session, State, TurnOptions
+from transcription.session import Session
+from transcription.session_state import Outputs, State, TurnOptions
 
 RATE = 16_000
 

@@ -21,7 +21,7 @@ from transcription.deepgram.protocol import DeepgramEncoder, ListenOptions, Mode
 from transcription.denial import Denial, deny
 from transcription.events import Event, Phrase
 from transcription.protocol import SpeechConfig
-from transcription.session import State, TurnOptions
+from transcription.session_state import State, TurnOptions
 
 # Interim results need windows that return often: a short window commits at pauses and
 # re-hears the utterance so far for interim text every window (policy.py "windowed").

@@ -30,7 +30,8 @@ from transcription.openai_rest.audiofile import AudioFile
 from transcription.openai_rest.errors import OpenAIError
 from transcription.protocol import SpeechConfig
 from transcription.registry import NODE
-from transcription.session import Outputs, Session, State
+from transcription.session import Session
+from transcription.session_state import Outputs, State
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from transcription.realtime.protocol import (
     RealtimeEncoder,
     frame,
 )
-from transcription.session import State, TurnOptions
+from transcription.session_state import State, TurnOptions
 
 # What the audio path is built from when the session starts: fixed from then on.
 FIXED_ONCE_STARTED = frozenset({"format", "language"})

@@ -1,0 +1,222 @@
+"""What a session holds: its states, its outputs, and the parts that exist once it is
+configured (the audio path, the streaming policy, turn detection). ``session.py`` drives them.
+
+Normative: ``docs/PROTOCOL.md`` "Session state machine", "Flow control and limits".
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from transcription.audio.buffer import MIN_PAUSE_MS, MIN_SPEECH_MS, AudioBuffer
+from transcription.audio.pipeline import AudioPipeline
+from transcription.audio.turns import TurnDetector
+from transcription.audio.vad import make_vad
+from transcription.events import (
+    Event,
+    FlushReason,
+)
+from transcription.inference.messages import TranscribeJob
+from transcription.inference.types import Word
+from transcription.limits import AudioAllowance, SessionLimits
+from transcription.policy import (
+    Span,
+    StreamingPolicy,
+    make_policy,
+    usable_ms,
+)
+from transcription.protocol import SpeechConfig
+from transcription.transcript import Transcript
+
+BACKPRESSURE_SLOW_DOWN_RATIO = 0.8
+BACKPRESSURE_OK_RATIO = 0.5
+CHECKPOINT_TAIL_WORDS = 64  # words kept in a checkpoint for the merge after a resume
+SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was skipped
+AUDIO_CTX_MIN_S = 5.0  # shorter encoder contexts make Whisper drop the words of short windows
+# A flush whose last 200 ms hold speech was asked for mid-word (see _flush_resume_ms).
+FLUSH_CUT_PROBE_MS = 200
+ENGLISH = frozenset({"en", "en-us", "en-gb"})
+
+
+class State(enum.Enum):
+    """Connection states (docs/PROTOCOL.md "Session state machine"), ENDING while flushing."""
+
+    CONNECTED = "connected"
+    CONFIGURED = "configured"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.CONNECTED: frozenset({State.CONFIGURED, State.ENDED}),
+    State.CONFIGURED: frozenset({State.ENDING, State.ENDED}),
+    State.ENDING: frozenset({State.ENDED}),
+    State.ENDED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """What a verified checkpoint restores: transcript, word tail and timeline position."""
+
+    transcript: Transcript
+    last_audio_ms: int
+
+
+@dataclass(slots=True)
+class Outputs:
+    """What one call produced: events to send in order (a ``Close`` last), jobs to submit."""
+
+    events: list[Event] = field(default_factory=list)
+    jobs: list[TranscribeJob] = field(default_factory=list)
+    windows_skipped: int = 0
+    refused_ms: int = 0
+    resends: int = 0
+    latency_s: float | None = None  # a window's result came in: first send to result
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOptions:
+    """Speech events and endpointing, for the wire APIs that have them (the Realtime API's
+    ``server_vad``, Deepgram's ``vad_events``, ``endpointing`` and ``utterance_end_ms``).
+    A session without them (``/transcribe``) emits no speech events."""
+
+    stop_after_ms: tuple[int, ...]  # a SpeechStopped each time the silence reaches one
+    flush_after_ms: int | None = None  # an endpoint: flush when the silence reaches this
+    vad_threshold: float | None = None  # the speech gate's threshold (None: the server's)
+
+    def __post_init__(self) -> None:
+        if self.flush_after_ms is not None and self.flush_after_ms not in self.stop_after_ms:
+            raise ValueError("flush_after_ms must be one of stop_after_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFlush:
+    """A flush waiting to complete: commit every word of the audio before ``end_ms``."""
+
+    end_ms: int
+    reason: FlushReason
+
+
+class BufferUpTo:
+    """The session's audio buffer as if it ended at ``end_ms``: what a policy sees while a
+    flush is in progress, so audio received after the flush is not part of it."""
+
+    def __init__(self, buffer: AudioBuffer, end_ms: int) -> None:
+        self._buffer = buffer
+        self._end_ms = min(end_ms, buffer.end_ms)
+
+    @property
+    def start_ms(self) -> int:
+        return self._buffer.start_ms
+
+    @property
+    def end_ms(self) -> int:
+        return self._end_ms
+
+    def window(self, start_ms: int, end_ms: int) -> np.ndarray:
+        return self._buffer.window(start_ms, min(end_ms, self._end_ms))
+
+    def has_speech(self, start_ms: int, end_ms: int, min_speech_ms: int = MIN_SPEECH_MS) -> bool:
+        return self._buffer.has_speech(start_ms, min(end_ms, self._end_ms), min_speech_ms)
+
+    def pause_near(
+        self, end_ms: int, search_ms: int, min_pause_ms: int = MIN_PAUSE_MS
+    ) -> int | None:
+        end = min(end_ms, self._end_ms)
+        return self._buffer.pause_near(end, search_ms - (end_ms - end), min_pause_ms)
+
+
+def fit_to_buffer(config: SpeechConfig, buffer_ms: int) -> SpeechConfig:
+    """A window longer than the audio buffer can hold would never fill: it is shortened to
+    what the buffer holds, and the ack's ``effective_config`` says so."""
+    window_ms = min(config.window_duration_ms, usable_ms(buffer_ms))
+    if window_ms == config.window_duration_ms:
+        return config
+    overlap_ms = min(config.overlap_duration_ms, window_ms // 2)
+    return replace(config, window_duration_ms=window_ms, overlap_duration_ms=overlap_ms)
+
+
+def audio_ctx_for(seconds: float) -> int:
+    """whisper.cpp encoder frames for ``seconds`` of audio (50/s) plus margin; 1500 = 30 s."""
+    return min(1500, int(math.ceil(max(seconds, AUDIO_CTX_MIN_S) * 50)) + 64)
+
+
+class Configured:
+    """What exists only once ``speech.config`` is accepted (the audio path and the merge)."""
+
+    def __init__(
+        self,
+        session_id: str,
+        config: SpeechConfig,
+        limits: SessionLimits,
+        model_id: str,
+        resume: ResumeState | None,
+        signer: Callable[[dict[str, Any]], dict[str, Any]],
+        now: float,
+    ) -> None:
+        self.session_id = session_id
+        self.config = config
+        self.model_id = model_id
+        self.signer = signer
+        self.timeline_start_ms = resume.last_audio_ms if resume else 0
+        self.transcript = resume.transcript if resume else Transcript()
+        self.pipeline = AudioPipeline(
+            config.encoding,
+            config.sample_rate,
+            capacity_ms=limits.audio_buffer_ms,
+            vad=make_vad(limits.vad, limits.vad_threshold),
+            timeline_start_ms=self.timeline_start_ms,
+        )
+        self.policy: StreamingPolicy = make_policy(
+            limits.streaming_policy,
+            config.window_duration_ms,
+            config.overlap_duration_ms,
+            limits.audio_buffer_ms,
+        )
+        self.allowance = AudioAllowance(limits.max_audio_speed, limits.audio_burst_ms, now)
+        self.span: Span | None = None  # the span of the job in flight
+        self.next_window_index = 0
+        self.slowed_down = False
+        self.turns: TurnDetector | None = None
+        self.flush_after_ms: int | None = None
+        self.flushes: collections.deque[PendingFlush] = collections.deque()
+        self.flush_words: list[Word] = []  # committed while a flush is pending
+        self.flushed_until_ms = self.timeline_start_ms
+        self.clear_at_ms: int | None = None  # a clear waiting for the pending flushes
+        self.rewound = False  # the last flush span's end is heard again (_flush_resume_ms)
+        self.limits = limits
+
+    def set_turns(self, turns: TurnOptions | None) -> None:
+        """Start (or stop) turn detection from the next frame on."""
+        self.flush_after_ms = turns.flush_after_ms if turns else None
+        if turns is None:
+            self.turns = None
+            return
+        vad = self.pipeline.buffer.vad
+        if vad is not None:
+            vad.threshold = (
+                self.limits.vad_threshold if turns.vad_threshold is None else turns.vad_threshold
+            )
+        detector = TurnDetector(turns.stop_after_ms)
+        if self.turns is not None:
+            detector.continue_from(self.turns)
+        else:
+            detector.skip_to(self.pipeline.buffer.scored_frames)
+        self.turns = detector
+
+    def new_policy(self) -> None:
+        """Forget the policy's state (held-back words, its next start): after a clear."""
+        self.policy = make_policy(
+            self.limits.streaming_policy,
+            self.config.window_duration_ms,
+            self.config.overlap_duration_ms,
+            self.limits.audio_buffer_ms,
+        )
