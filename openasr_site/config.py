@@ -18,6 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, get_args, get_origin, get_type_hints
 
+from transcription.languages import UnknownLanguage, normalize_language
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # A static key is compared as sent: make guessing it as hopeless as guessing a database key's
@@ -92,6 +94,13 @@ def _str(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _language(name: str, raw: str) -> str:
+    try:
+        return normalize_language(raw)
+    except UnknownLanguage as exc:
+        raise ConfigError(f"{name} has value {raw!r}: {exc}") from None
+
+
 def _list(name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
@@ -149,7 +158,14 @@ SETTINGS: tuple[Setting[Any], ...] = (
         ("server", "max_sessions"),
         "Concurrent transcription sessions per node",
     ),
-    Setting("WSS_LANGUAGE", "language", _str, "en", ("inference", "language"), "Default language"),
+    Setting(
+        "WSS_LANGUAGE",
+        "language",
+        _language,
+        "en",
+        ("inference", "language"),
+        "Default language: a Whisper language code, or auto (detect it; multilingual models)",
+    ),
     Setting(
         "WSS_BEAM_SIZE",
         "beam_size",

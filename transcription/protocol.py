@@ -30,6 +30,7 @@ from transcription.events import (
     invalid,
 )
 from transcription.inference.types import Word
+from transcription.languages import UnknownLanguage, normalize_language
 
 # --- limits of the wire format (docs/PROTOCOL.md "speech.config") ---
 LANGUAGE_MAX_CHARS = 16
@@ -113,9 +114,20 @@ def _str_field(payload: Mapping[str, Any], name: str, default: str, max_chars: i
     return value
 
 
+def language_field(value: str, name: str = "language") -> str:
+    """A language as its Whisper code (``languages.normalize_language``), or
+    ``INVALID_MESSAGE`` naming the field and where the codes come from."""
+    try:
+        return normalize_language(value)
+    except UnknownLanguage as exc:
+        raise invalid(f"Invalid '{name}': {exc}") from None
+
+
 def parse_speech_config(payload: Mapping[str, Any], defaults: ConfigDefaults) -> SpeechConfig:
     """Validate a ``speech.config`` payload; omitted fields take the server's defaults."""
-    language = _str_field(payload, "language", defaults.language, LANGUAGE_MAX_CHARS)
+    language = language_field(
+        _str_field(payload, "language", defaults.language, LANGUAGE_MAX_CHARS)
+    )
     encoding = payload.get("encoding", defaults.encoding)
     if encoding not in ENCODINGS:
         raise invalid(

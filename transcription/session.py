@@ -40,17 +40,17 @@ from transcription.events import (
 from transcription.inference.client import Delivered, GiveUp, InferenceClient, Outcome, Resend
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Word
+from transcription.languages import needs_multilingual
 from transcription.limits import SessionLimits
 from transcription.policy import (
     ANCHOR_MARGIN_MS,
     Span,
 )
-from transcription.protocol import SpeechConfig
+from transcription.protocol import SpeechConfig, language_field
 from transcription.session_state import (
     BACKPRESSURE_OK_RATIO,
     BACKPRESSURE_SLOW_DOWN_RATIO,
     CHECKPOINT_TAIL_WORDS,
-    ENGLISH,
     FLUSH_CUT_PROBE_MS,
     SKIPPED_SPEECH_MS,
     TRANSITIONS,
@@ -127,10 +127,17 @@ class Session:
             raise ClientError(ErrorCode.INVALID_STATE, "speech.config was already received")
 
     @staticmethod
-    def check_config(config: SpeechConfig, model_id: str, multilingual: bool) -> None:
-        """What the model can do: an English-only model takes English only."""
-        if not multilingual and config.language.lower() not in ENGLISH:
-            raise invalid(f"Invalid 'language': the serving model {model_id} is English-only")
+    def check_config(config: SpeechConfig, model_id: str, multilingual: bool) -> SpeechConfig:
+        """What the model can do: the config with its language as a Whisper code (every wire
+        API's language goes through here), or ``INVALID_MESSAGE``: an unknown language, or a
+        language other than English (``"auto"`` included) for an English-only model."""
+        language = language_field(config.language)
+        if not multilingual and needs_multilingual(language):
+            raise invalid(
+                f"Invalid 'language': {language!r} needs a multilingual model, and the serving "
+                f"model {model_id} is English-only (no multilingual model is served here)"
+            )
+        return replace(config, language=language)
 
     def start(
         self,
@@ -145,7 +152,7 @@ class Session:
     ) -> Outputs:
         """Called once ``speech.config`` passed every check: configure and acknowledge."""
         self.check_can_configure()
-        self.check_config(config, model_id, multilingual)
+        config = self.check_config(config, model_id, multilingual)
         config = fit_to_buffer(config, self.limits.audio_buffer_ms)
         self._c = Configured(session_id, config, self.limits, model_id, resume, signer, now)
         self._c.set_turns(self._turns)

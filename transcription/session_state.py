@@ -42,7 +42,6 @@ SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was 
 AUDIO_CTX_MIN_S = 5.0  # shorter encoder contexts make Whisper drop the words of short windows
 # A flush whose last 200 ms hold speech was asked for mid-word (see _flush_resume_ms).
 FLUSH_CUT_PROBE_MS = 200
-ENGLISH = frozenset({"en", "en-us", "en-gb"})
 
 
 class State(enum.Enum):

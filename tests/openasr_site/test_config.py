@@ -47,6 +47,7 @@ def test_file_over_default_and_env_over_file(tmp_path: Path) -> None:
         ("WSS_LOG_LEVEL", "loud"),
         ("WSS_BEAM_SIZE", "-1"),
         ("REDIS_URL", "localhost:6379"),
+        ("WSS_LANGUAGE", "xx"),
     ],
 )
 def test_bad_value_names_the_variable(tmp_path: Path, name: str, value: str) -> None:

@@ -95,6 +95,8 @@ def test_malformed_frames_are_invalid_message(frame: str, needle: str) -> None:
         ("language", ""),
         ("language", "x" * 17),
         ("language", 5),
+        ("language", "xx"),
+        ("language", "klingon"),
         ("sample_rate", 7999),
         ("sample_rate", 96001),
         ("sample_rate", 16000.0),
@@ -125,12 +127,36 @@ def test_range_edges_are_accepted() -> None:
             sample_rate=96000,
             window_duration_ms=1000,
             overlap_duration_ms=999,
-            language="x" * 16,
+            language="en-" + "x" * 13,
             model_id="m" * 128,
         )
     )
     assert isinstance(msg, SpeechConfig)
     assert parse(config_msg(sample_rate=8000, window_duration_ms=60000, overlap_duration_ms=0))
+
+
+def test_an_unknown_language_is_refused_naming_the_field_and_the_list() -> None:
+    """language "xx" is INVALID_MESSAGE naming 'language' and Whisper's language list."""
+    err = error_of(config_msg(language="xx"))
+    assert err.code is ErrorCode.INVALID_MESSAGE
+    assert "'language'" in err.message and "Whisper language code" in err.message
+
+
+@pytest.mark.parametrize(
+    ("given", "code"),
+    [
+        ("de", "de"),
+        ("DE", "de"),
+        ("en-US", "en"),
+        ("pt_BR", "pt"),
+        ("German", "de"),
+        ("Auto", "auto"),
+    ],
+)
+def test_a_language_is_normalised_to_its_whisper_code(given: str, code: str) -> None:
+    """Any case, a region subtag or the English name: the config holds Whisper's code."""
+    msg = parse(config_msg(language=given))
+    assert isinstance(msg, SpeechConfig) and msg.language == code
 
 
 def test_null_model_id_means_default() -> None:

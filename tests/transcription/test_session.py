@@ -166,6 +166,20 @@ def test_an_english_only_model_refuses_another_language_at_config() -> None:
     assert s.state is State.CONNECTED
 
 
+@pytest.mark.parametrize("language", ["auto", "fr", "en-US"])
+def test_the_english_only_check_takes_normalised_codes(language: str) -> None:
+    """ "auto" and "fr" need a multilingual model; "en-US" is English and acks as "en"."""
+    s = Session(SessionLimits(vad="energy"))
+    config = SpeechConfig(language, RATE, "pcm_s16le", 5000, 500, "m")
+    if language == "en-US":
+        ack = s.start("s", config, model_id="m", multilingual=False).events[0]
+        assert isinstance(ack, ConfigAck) and ack.effective_config["language"] == "en"
+        return
+    with pytest.raises(ClientError) as info:
+        s.start("s", config, model_id="m", multilingual=False)
+    assert info.value.code is ErrorCode.INVALID_MESSAGE and "English-only" in info.value.message
+
+
 def test_an_illegal_transition_fails_loudly() -> None:
     """Ending twice is a bug in the caller: RuntimeError, as starlette's WebSocketState."""
     s = Session(SessionLimits(vad="energy"))

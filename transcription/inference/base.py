@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from transcription.inference.types import InferenceRequest, Segment
+from transcription.languages import AUTO, CODES, ENGLISH
 from transcription.modelfiles.ggml import GGML_MAGIC
 
 # First four bytes of a GGML whisper file: the uint32 magic, little-endian ("lmgg").
@@ -56,6 +57,17 @@ def effective_threads(request: InferenceRequest, n_threads: int) -> int:
     if request.n_threads <= 0:
         return n_threads
     return min(request.n_threads, n_threads)
+
+
+def whisper_language(language: str, multilingual: bool) -> str:
+    """The ``language`` whisper.cpp is given for a request: English-only models take nothing
+    but "en"; a multilingual one takes a Whisper code, or "auto" (whisper.cpp detects the
+    language of the window). Sessions send only codes checked at ``speech.config``; anything
+    else is detected rather than failed: no language value may fail a window in the worker."""
+    if not multilingual:
+        return ENGLISH
+    code = language.strip().lower()
+    return code if code in CODES else AUTO
 
 
 def model_name_from_path(path: Path) -> str:

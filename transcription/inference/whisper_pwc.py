@@ -22,6 +22,7 @@ from transcription.inference.base import (
     common_params,
     effective_threads,
     model_name_from_path,
+    whisper_language,
 )
 from transcription.inference.filters import DEFAULT_FILTERS, FilterConfig, filter_segments
 from transcription.inference.types import InferenceRequest, Segment
@@ -139,18 +140,7 @@ class PyWhisperCppBackend:
         if beam:
             params.beam_search = {"beam_size": request.beam_size, "patience": -1.0}
         params.n_threads = effective_threads(request, self.n_threads)
-        params.language = _language(request.language, self.multilingual, self._pw)
+        params.language = whisper_language(request.language, self.multilingual)
         params.initial_prompt = request.prompt
         apply_params(params, common_params(request))
         return params
-
-
-def _language(language: str, multilingual: bool, pw: Any) -> str:
-    # Same rule as the shared backend: pywhispercpp silently turns an unknown code into
-    # auto-detection, so validate first.
-    if not multilingual:
-        return "en"
-    code = language or "en"
-    if pw.whisper_lang_id(code) < 0:
-        raise ValueError(f"language {language!r} is not a whisper language code")
-    return code

@@ -47,6 +47,7 @@ from transcription.inference.base import (
     common_params,
     effective_threads,
     model_name_from_path,
+    whisper_language,
 )
 from transcription.inference.filters import DEFAULT_FILTERS, FilterConfig, filter_segments
 from transcription.inference.types import InferenceRequest, Segment
@@ -589,7 +590,7 @@ class SharedWhisperBackend:
         beam = request.beam_size > 1
         strategy = WHISPER_SAMPLING_BEAM_SEARCH if beam else WHISPER_SAMPLING_GREEDY
         params = WhisperFullParams.from_buffer_copy(self._defaults[strategy])
-        language = _language(request.language, self.multilingual, self._lib)
+        language = _language(request.language, self.multilingual)
         prompt = request.prompt.encode("utf-8") if request.prompt else None
         keepalive = [b for b in (language, prompt) if b is not None]
         params.n_threads = effective_threads(request, self.n_threads)
@@ -609,12 +610,5 @@ def _copy_default_params(lib: ctypes.CDLL, strategy: int) -> WhisperFullParams:
         lib.whisper_free_params(ptr)
 
 
-def _language(language: str, multilingual: bool, lib: ctypes.CDLL) -> bytes:
-    # English-only models accept nothing but "en". Multilingual ones must be told the language:
-    # left empty, whisper.cpp auto-detects per window, which flips languages on short windows.
-    if not multilingual:
-        return b"en"
-    code = (language or "en").encode()
-    if lib.whisper_lang_id(code) < 0:
-        raise ValueError(f"language {language!r} is not a whisper language code")
-    return code
+def _language(language: str, multilingual: bool) -> bytes:
+    return whisper_language(language, multilingual).encode()

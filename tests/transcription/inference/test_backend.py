@@ -95,3 +95,12 @@ def test_unknown_kind_and_bad_counts_are_refused(ggml_file: Path) -> None:
         load_backend("fake", ggml_file, concurrency=0, n_threads=1)
     with pytest.raises(ValueError, match="n_threads"):
         load_backend("fake", ggml_file, concurrency=1, n_threads=0)
+
+
+@pytest.mark.parametrize(
+    ("language", "multilingual", "given"),
+    [("de", True, "de"), ("auto", True, "auto"), ("zz", True, "auto"), ("de", False, "en")],
+)
+def test_no_language_value_fails_a_window(language: str, multilingual: bool, given: str) -> None:
+    """whisper.cpp is given a code it knows: unknown codes are detected, English-only is en."""
+    assert base.whisper_language(language, multilingual) == given
