@@ -34,5 +34,6 @@ async def ready(request: HttpRequest) -> JsonResponse:
         "model_ready": state.model_ready,
         "queue_ok": state.queue_ok,
         "sessions_available": state.sessions_available,
+        "redis_ok": state.redis_ok,  # beyond the seed: false while Redis does not answer
     }
     return JsonResponse(body, status=200 if state.ready else 503)

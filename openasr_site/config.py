@@ -450,7 +450,9 @@ SETTINGS: tuple[Setting[Any], ...] = (
         _float(1, 600),
         "30",
         ("inference", "timeout_s"),
-        "Re-send a window whose result is this late",
+        "Longest wait for a window's result before it is re-sent (once inference times are "
+        "measured the wait is 3x the measured time, at least 3 s; a dead worker's window is "
+        "re-sent as soon as its heartbeat stops)",
     ),
     Setting(
         "WSS_INFERENCE_RETRIES",

@@ -36,7 +36,10 @@ from transcription.events import (
     ErrorCode,
     Event,
 )
+from transcription.inference import heartbeat
+from transcription.inference.client import InferenceTimes
 from transcription.inference.messages import INFERENCE_CHANNEL, JobAccepted, JobResult
+from transcription.layer import OutageTolerantReceive
 from transcription.limits import Deadlines, ErrorBudget, RateWindow, SessionLimits, abuse_error
 from transcription.modelinfo import resolve_serving_model
 from transcription.protocol import SpeechConfig
@@ -48,6 +51,8 @@ from transcription.worker import ensure_inprocess_worker
 log = logging.getLogger(__name__)
 
 TICK_S = 0.5  # inference deadlines, idle and config deadlines, key revocation
+# The measured inference times every session's deadlines derive from (inference/client.py).
+INFERENCE_TIMES = InferenceTimes()
 
 
 def new_session_id() -> str:
@@ -55,8 +60,10 @@ def new_session_id() -> str:
     return secrets.token_hex(16)
 
 
-class SessionConsumer(AsyncWebsocketConsumer):
-    """One client connection and its session, whatever the wire protocol."""
+class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
+    """One client connection and its session, whatever the wire protocol. A Redis outage
+    never closes it (``layer.py``): the audio buffers, the window in flight is re-sent once
+    the layer answers (``inference/client.py``)."""
 
     api = "openasr"  # the wire API, a label of openasr_api_sessions_total
     resumable = True  # the protocol can resume a session from its stored checkpoint
@@ -66,6 +73,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     _registered = False  # session registered in NODE.sessions with a live marker
     _pending = False  # counted in NODE.inference_pending
     _cleaned = False
+    _unsaved: Checkpoint | None = None  # the store refused it (Redis away): retried
 
     # --- lifecycle ---
 
@@ -102,7 +110,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         ensure_inprocess_worker()
         self.key = self.scope.get("openasr.key")
         self.model = resolve_serving_model(cfg)
-        self.session = Session(SessionLimits.from_config(cfg), reply_channel=self.channel_name)
+        self.session = Session(
+            SessionLimits.from_config(cfg),
+            reply_channel=self.channel_name,
+            inference_times=INFERENCE_TIMES,
+        )
         self.rate = RateWindow(cfg.max_messages_per_s, cfg.max_audio_bytes_per_s, now)
         self.errors = ErrorBudget(now)
         self.deadlines = Deadlines(
@@ -254,7 +266,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def asr_live_probe(self, message: dict[str, Any]) -> None:
         """Another connection wants to resume a session: answer if this one owns it."""
-        await live.answer_probe(self.channel_layer, message, self.session.session_id)
+        try:
+            await live.answer_probe(self.channel_layer, message, self.session.session_id)
+        except Exception:  # Redis away: the prober takes silence for a dead owner
+            metrics.REDIS_ERRORS.labels(operation="live_probe").inc()
+            log.warning("could not answer a live probe", exc_info=True)
 
     # --- outgoing ---
 
@@ -281,7 +297,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         metrics.VAD_SKIPPED_WINDOWS.inc(outputs.windows_skipped)
         metrics.INFERENCE_RETRIES.inc(outputs.resends)
         for job in outputs.jobs:
-            await self._send_job(job.to_message())
+            if not await self._send_job(job.to_message()):
+                self.session.inference.on_send_failed(job.window_index, time.monotonic())
         self._count_pending()
 
     async def _send_error(self, exc: ClientError) -> None:
@@ -290,7 +307,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         await self._send_outputs(self.session.fail(exc))
 
-    async def _send_job(self, message: dict[str, Any]) -> None:
+    async def _send_job(self, message: dict[str, Any]) -> bool:
+        """Submit a job; False when the channel layer did not answer (the inference client
+        re-sends it on every tick until it does)."""
         message["enqueued_at"] = time.time()
         metrics.INFERENCE_JOBS_SUBMITTED.inc()
         try:
@@ -302,14 +321,21 @@ class SessionConsumer(AsyncWebsocketConsumer):
         except Exception:
             metrics.REDIS_ERRORS.labels(operation="job_send").inc()
             log.warning("could not submit window %d", message["window_index"], exc_info=True)
+            return False
+        return True
 
     async def _store_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store ``checkpoint``; one the store refused is kept and retried on every tick
+        until it (or a newer one) is stored."""
+        retrying, self._unsaved = self._unsaved is not None, None
         try:
             await checkpoints.get_store().asave(self.session.session_id, checkpoint.payload)
         except Exception:
             # The client still gets the checkpoint; resume with the full object works.
+            self._unsaved = checkpoint
             metrics.REDIS_ERRORS.labels(operation="checkpoint_save").inc()
-            log.warning("could not store the checkpoint", exc_info=True)
+            if not retrying:
+                log.warning("could not store the checkpoint; retrying", exc_info=True)
 
     # --- timers ---
 
@@ -318,8 +344,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
         next_key_check = time.monotonic()
         while self.session.state is not State.ENDED:
             await asyncio.sleep(TICK_S)
+            workers = None
+            if settings.OPENASR.redis_url:
+                workers = await heartbeat.worker_view(settings.OPENASR.redis_url)
             now = time.monotonic()
-            await self._send_outputs(self.session.tick(now))
+            await self._send_outputs(self.session.tick(now, workers))
+            if self._unsaved is not None:
+                await self._store_checkpoint(self._unsaved)
             busy = self.session.inference.in_flight is not None or (
                 self.session.state is State.ENDING
             )

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 
 from transcription import admission
-from transcription.inference.heartbeat import live_workers
+from transcription.inference.heartbeat import lookup
 from transcription.inference.loader import backend_status
 from transcription.registry import NODE
 
@@ -30,6 +30,7 @@ class Readiness:
     sessions_available: bool
     workers: tuple[dict[str, Any], ...] = ()
     capacity_available: bool = True  # admission.py: one more session fits the measured speed
+    redis_ok: bool = True  # Redis answered (always true without REDIS_URL)
 
     @property
     def ready(self) -> bool:
@@ -38,13 +39,18 @@ class Readiness:
             and self.queue_ok
             and self.sessions_available
             and self.capacity_available
+            and self.redis_ok
         )
 
 
 async def readiness() -> Readiness:
     cfg = settings.OPENASR
+    redis_ok = True
     if cfg.redis_url:
-        workers = await live_workers(cfg.redis_url)
+        # A Redis outage shows as redis_ok false, and clears by itself once it answers.
+        found = await lookup(cfg.redis_url)
+        redis_ok = found is not None
+        workers = found or ()
         model_ready = bool(workers)
     else:
         workers = ()
@@ -55,4 +61,5 @@ async def readiness() -> Readiness:
         sessions_available=NODE.active_sessions < cfg.max_sessions and not NODE.draining,
         workers=workers,
         capacity_available=await admission.room_for_one(cfg.window_ms, cfg.overlap_ms),
+        redis_ok=redis_ok,
     )

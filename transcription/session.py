@@ -37,7 +37,15 @@ from transcription.events import (
     error_events,
     invalid,
 )
-from transcription.inference.client import Delivered, GiveUp, InferenceClient, Outcome, Resend
+from transcription.inference.client import (
+    Delivered,
+    GiveUp,
+    InferenceClient,
+    InferenceTimes,
+    Outcome,
+    Resend,
+    WorkerView,
+)
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Word
 from transcription.languages import needs_multilingual
@@ -70,12 +78,22 @@ from transcription.transcript import Transcript, join_words
 class Session:
     """One connection, from connect to close. ``start`` configures it."""
 
-    def __init__(self, limits: SessionLimits, *, reply_channel: str = "") -> None:
+    def __init__(
+        self,
+        limits: SessionLimits,
+        *,
+        reply_channel: str = "",
+        inference_times: InferenceTimes | None = None,
+    ) -> None:
         self.limits = limits
         self.reply_channel = reply_channel
         self.state = State.CONNECTED
+        # A channel-layer outage gives up once it outlasts the audio the session may buffer.
         self.inference = InferenceClient(
-            timeout_s=limits.inference_timeout_s, retries=limits.inference_retries
+            timeout_s=limits.inference_timeout_s,
+            retries=limits.inference_retries,
+            outage_s=limits.audio_buffer_ms / 1000,
+            times=inference_times,
         )
         self._c: Configured | None = None
         self._turns: TurnOptions | None = None
@@ -286,9 +304,10 @@ class Session:
         """A worker finished (or failed) a window; stale and duplicate results are ignored."""
         return self._outcome(self.inference.on_result(message, now), now)
 
-    def tick(self, now: float) -> Outputs:
-        """Called periodically: re-sends a window whose result is late, or gives up."""
-        return self._outcome(self.inference.tick(now), now)
+    def tick(self, now: float, workers: WorkerView | None = None) -> Outputs:
+        """Called periodically (with the worker heartbeats' view when there is one): re-sends
+        a window whose result is late or lost, or gives up."""
+        return self._outcome(self.inference.tick(now, workers), now)
 
     def fail(self, exc: ClientError) -> Outputs:
         """The events of a client error; a fatal one (``close_code``) ends the session."""
@@ -312,6 +331,7 @@ class Session:
             out.jobs.append(outcome.job)
             out.resends += 1
         elif isinstance(outcome, GiveUp):
+            self._checkpoint(out)  # what to resume from, should the store have missed it
             out.events += self.fail(
                 ClientError(
                     ErrorCode.SERVICE_UNAVAILABLE,

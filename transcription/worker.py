@@ -19,6 +19,7 @@ daphne process on the in-memory layer (no ``REDIS_URL``): one code path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -32,8 +33,7 @@ from channels.worker import Worker
 from django.conf import settings
 
 from transcription import metrics
-from transcription.inference import loader
-from transcription.inference.heartbeat import heartbeat_forever
+from transcription.inference import heartbeat, loader
 from transcription.inference.messages import (
     BATCH_CHANNEL,
     INFERENCE_CHANNEL,
@@ -42,6 +42,7 @@ from transcription.inference.messages import (
     MessageError,
     TranscribeJob,
 )
+from transcription.layer import OutageTolerantReceive, backoff_s, send_soon
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,14 @@ BATCH_SLOTS_SCOPE_KEY = "openasr.batch_slots"
 # a live job already queued arrives within one layer round trip (~1 ms on Redis), so it always
 # wins; an idle worker starts a batch job this much later, nothing next to a window's inference.
 LIVE_FIRST_S = 0.02
+# A result that cannot be sent (Redis away) is retried this long: past it, the sender has
+# re-sent the window anyway (inference/client.py).
+RESULT_SEND_PATIENCE_S = 30.0
+
+_running = 0  # jobs this process is running now (its heartbeat reports them)
 
 
-class InferenceConsumer(AsyncConsumer):
+class InferenceConsumer(OutageTolerantReceive, AsyncConsumer):
     """Runs ``asr.transcribe`` jobs; at most ``concurrency`` at once (slots held by the worker)."""
 
     async def asr_transcribe(self, message: dict[str, Any]) -> None:
@@ -68,14 +74,14 @@ class InferenceConsumer(AsyncConsumer):
         task.add_done_callback(tasks.discard)
 
     async def _run(self, message: dict[str, Any], slots: list[asyncio.Semaphore]) -> None:
+        global _running
         started = time.time()
         reply_channel = message.get("reply_channel")
+        _running += 1
         try:
             job = TranscribeJob.from_message(message)
-            await self.channel_layer.send(
-                job.reply_channel,
-                JobAccepted(job.session_id, job.window_index, job.attempt).to_message(),
-            )
+            accepted = JobAccepted(job.session_id, job.window_index, job.attempt, WORKER_ID)
+            await send_soon(self.channel_layer, job.reply_channel, accepted.to_message(), 0)
             result = await self._transcribe(job, started)
         except Exception as exc:  # one bad job never kills the worker
             if not isinstance(exc, MessageError):
@@ -84,16 +90,16 @@ class InferenceConsumer(AsyncConsumer):
                 log.warning("refusing a malformed job: %s", exc)
             result = JobResult.failure(message, str(exc), WORKER_ID)
         finally:
+            _running -= 1
             for slot in slots:
                 slot.release()
         if not isinstance(reply_channel, str):
             metrics.INFERENCE_JOBS_DROPPED.inc()  # no reply to carry it: only the worker knows
             return
-        try:
-            await self.channel_layer.send(reply_channel, result.to_message())
-        except Exception:
+        if not await send_soon(
+            self.channel_layer, reply_channel, result.to_message(), RESULT_SEND_PATIENCE_S
+        ):
             metrics.INFERENCE_JOBS_DROPPED.inc()
-            log.exception("could not deliver a result to %s", reply_channel)
 
     @staticmethod
     async def _transcribe(job: TranscribeJob, started: float) -> JobResult:
@@ -150,26 +156,54 @@ class InferenceWorker(Worker):
         self.batch_slots = asyncio.Semaphore(max(1, self.concurrency - 1))
         await asyncio.get_running_loop().run_in_executor(None, loader.get_backend)
         redis_url = settings.OPENASR.redis_url
-        if redis_url:
-            info = {"worker_id": WORKER_ID, "concurrency": self.concurrency}
-            self._heartbeat = asyncio.ensure_future(heartbeat_forever(redis_url, info))
         served = [*self.channels]
         if INFERENCE_CHANNEL in served:
-            served.append(f"{BATCH_CHANNEL} (when no live job waits)")
+            served.append(BATCH_CHANNEL)
+        if redis_url:
+            # One beat before listening: a job this worker accepts comes from a worker the
+            # senders can already see (inference/client.py judges a worker by its heartbeat).
+            with contextlib.suppress(Exception):
+                await heartbeat.beat(redis_url, self._heartbeat_info(served))
+            self._heartbeat = asyncio.ensure_future(
+                heartbeat.heartbeat_forever(redis_url, lambda: self._heartbeat_info(served))
+            )
+        if INFERENCE_CHANNEL in served:
+            served[-1] = f"{BATCH_CHANNEL} (when no live job waits)"
         log.info("inference worker %s listening on %s", WORKER_ID, ", ".join(served))
         await super().handle()
 
+    def _heartbeat_info(self, channels: list[str]) -> heartbeat.Heartbeat:
+        return {
+            "worker_id": WORKER_ID,
+            "concurrency": self.concurrency,
+            "running": _running,
+            "channels": channels,
+        }
+
     async def listener(self, channel: str) -> None:
         """One loop per channel: hold a free slot, then take one job (``_take``) and start it;
-        the consumer releases the slot when the job ends."""
+        the consumer releases the slot when the job ends. A channel-layer error (Redis away)
+        never ends the loop: it waits and takes again, so the worker reconnects by itself."""
         assert self.slots is not None
+        failures = 0
         while True:
             await self.slots.acquire()
             try:
                 taken_from, message = await self._take(channel)
+            except Exception:
+                self.slots.release()
+                failures += 1
+                metrics.REDIS_ERRORS.labels(operation="worker_receive").inc()
+                if failures == 1:
+                    log.warning("cannot take jobs from %s; retrying", channel, exc_info=True)
+                await asyncio.sleep(backoff_s(failures))
+                continue
             except BaseException:
                 self.slots.release()
                 raise
+            if failures:
+                log.info("taking jobs from %s again after %d failures", channel, failures)
+                failures = 0
             held: dict[str, Any] = {SLOTS_SCOPE_KEY: self.slots}
             if taken_from == BATCH_CHANNEL and channel == INFERENCE_CHANNEL:
                 held[BATCH_SLOTS_SCOPE_KEY] = self.batch_slots  # acquired by _take

@@ -85,7 +85,13 @@ async def test_ready_when_model_queue_and_sessions_are_fine(configure: Any) -> N
     status, body = await get(views.ready, "/ready")
     assert (status, body) == (
         200,
-        {"status": "ready", "model_ready": True, "queue_ok": True, "sessions_available": True},
+        {
+            "status": "ready",
+            "model_ready": True,
+            "queue_ok": True,
+            "sessions_available": True,
+            "redis_ok": True,
+        },
     )
 
 
@@ -115,8 +121,8 @@ async def test_ready_never_blocks_the_loop_even_when_redis_is_unreachable(
     configure: Any,
 ) -> None:
     """With a Redis that accepts but never answers, the worker lookup waits out its timeout
-    asynchronously (model_ready false, 503) while the event loop keeps ticking; the answer is
-    cached, so a second probe is instant."""
+    asynchronously (model_ready and redis_ok false, 503) while the event loop keeps ticking;
+    the answer is cached, so a second probe is instant."""
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # never replies
@@ -144,7 +150,7 @@ async def test_ready_never_blocks_the_loop_even_when_redis_is_unreachable(
     finally:
         task.cancel()
         black_hole.close()
-    assert (status, body["model_ready"]) == (503, False)
+    assert (status, body["model_ready"], body["redis_ok"]) == (503, False, False)
     assert again == 503 and second_s < 0.05
     assert len(gaps) > 20 and max(gaps) < 0.25, (len(gaps), max(gaps, default=0))
 

@@ -214,15 +214,17 @@ def test_a_fatal_error_ends_the_session_and_a_plain_one_does_not() -> None:
 
 
 def test_a_window_with_no_result_is_resent_then_given_up_with_4013() -> None:
-    """No answer within the timeout: re-sent with the same index, then SERVICE_UNAVAILABLE."""
+    """No answer within the timeout: re-sent with the same index, then the checkpoint to
+    resume from and SERVICE_UNAVAILABLE."""
     s = session(inference_timeout_s=1.0, inference_retries=1)
     job = feed(s, SPEECH)[0]
     assert s.tick(0.5).jobs == []
     resent = s.tick(1.1).jobs
     assert [(j.window_index, j.attempt) for j in resent] == [(job.window_index, 1)]
     out = s.tick(2.2)
-    assert isinstance(out.events[0], Error)
-    assert out.events[0].code is ErrorCode.SERVICE_UNAVAILABLE
+    assert isinstance(out.events[0], Checkpoint)
+    assert isinstance(out.events[1], Error)
+    assert out.events[1].code is ErrorCode.SERVICE_UNAVAILABLE
     assert out.events[-1] == Close(CloseCode.TRY_AGAIN)
     assert s.state is State.ENDED
 

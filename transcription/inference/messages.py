@@ -149,6 +149,7 @@ class JobAccepted:
     session_id: str
     window_index: int
     attempt: int
+    worker: str = ""  # its heartbeat key (inference/heartbeat.py): the sender watches it
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -156,6 +157,7 @@ class JobAccepted:
             "session_id": self.session_id,
             "window_index": self.window_index,
             "attempt": self.attempt,
+            "worker": self.worker,
         }
 
     @classmethod
@@ -164,6 +166,7 @@ class JobAccepted:
             session_id=_get(message, "session_id", str),
             window_index=_get(message, "window_index", int),
             attempt=_get(message, "attempt", int),
+            worker=str(message.get("worker", "")),
         )
 
 

@@ -1,0 +1,66 @@
+"""Tests for transcription/layer.py: the channel layer rides through a Redis outage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from channels.exceptions import ChannelFull
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from transcription import layer
+from transcription.layer import OutageTolerantReceive, receive_through_outages, send_soon
+
+
+@pytest.fixture(autouse=True)
+def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(layer, "BACKOFF_S", (0.001,))
+
+
+class Flaky:
+    """A layer that fails ``failures`` times, then works."""
+
+    def __init__(self, failures: int, error: Exception | None = None) -> None:
+        self.failures = failures
+        self.error = error or RedisConnectionError("Connection refused")
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise self.error
+        return {"type": "asr.result"}
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise self.error
+        self.sent.append(message)
+
+
+async def test_a_receive_waits_for_redis_instead_of_raising() -> None:
+    """Connection errors are retried until a message comes."""
+    assert await receive_through_outages(Flaky(5).receive, "test") == {"type": "asr.result"}
+
+
+async def test_a_send_is_retried_within_its_patience() -> None:
+    """A send that fails a few times goes through; one that fails past its patience is given
+    up (False), and a full channel is not retried."""
+    flaky = Flaky(3)
+    assert await send_soon(flaky, "c", {"type": "x"}, patience_s=5) is True
+    assert flaky.sent == [{"type": "x"}]
+    assert await send_soon(Flaky(10**6), "c", {"type": "x"}, patience_s=0.05) is False
+    full = Flaky(1, ChannelFull())
+    assert await send_soon(full, "c", {"type": "x"}, patience_s=5) is False
+    assert full.failures == 0 and full.sent == []
+
+
+async def test_a_consumer_s_channel_receive_is_outage_tolerant() -> None:
+    """What channels assigns to ``channel_receive`` is wrapped in the retrying receive."""
+
+    class Consumer(OutageTolerantReceive):
+        pass
+
+    consumer = Consumer()
+    consumer.channel_receive = Flaky(3).receive
+    assert await consumer.channel_receive() == {"type": "asr.result"}

@@ -1,0 +1,100 @@
+"""The channel layer through a Redis outage: receives that wait for Redis to come back instead of
+raising, and sends that are retried for a while.
+
+channels_redis raises whatever redis-py raises when Redis is away (connection refused, a
+timeout, ``LOADING`` while it reads its append-only file, ``READONLY`` from a replica that was
+just demoted by Sentinel). Left alone, that exception ends a consumer's ``await_many_dispatch``
+and daphne closes the socket with 1011, and it ends a worker's listener and the worker process
+(docs/DEPLOYING.md "What a failure costs"). Here both keep trying, with a short backoff, and
+count each failure in ``openasr_redis_errors_total``. The messages themselves are the sender's
+business (``inference/client.py`` re-sends a window whose job or result was lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.exceptions import ChannelFull
+
+from transcription import metrics
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)  # then 1 s between tries until Redis answers
+
+
+def backoff_s(failures: int) -> float:
+    """Seconds to wait after the ``failures``-th consecutive failure (1-based)."""
+    return BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]
+
+
+async def receive_through_outages(
+    receive: Callable[[], Awaitable[dict[str, Any]]], what: str
+) -> dict[str, Any]:
+    """``await receive()``, retried until Redis answers (cancellation still ends it)."""
+    failures = 0
+    while True:
+        try:
+            message = await receive()
+        except Exception:
+            failures += 1
+            metrics.REDIS_ERRORS.labels(operation="layer_receive").inc()
+            if failures == 1:
+                log.warning("channel layer receive failed (%s); retrying", what, exc_info=True)
+            await asyncio.sleep(backoff_s(failures))
+            continue
+        if failures:
+            log.info("channel layer receive restored (%s) after %d failures", what, failures)
+        return message
+
+
+async def send_soon(layer: Any, channel: str, message: dict[str, Any], patience_s: float) -> bool:
+    """Send ``message``, retrying for up to ``patience_s`` while Redis is away; False when it
+    could not be sent (logged and counted). A full channel is not retried: its reader is
+    gone or far behind."""
+    give_up_at = time.monotonic() + patience_s
+    failures = 0
+    while True:
+        try:
+            await layer.send(channel, message)
+            return True
+        except ChannelFull:
+            log.warning("channel %s is full; %s dropped", channel, message.get("type"))
+            return False
+        except Exception:
+            failures += 1
+            metrics.REDIS_ERRORS.labels(operation="layer_send").inc()
+            if time.monotonic() + backoff_s(failures) > give_up_at:
+                log.warning("could not send %s to %s", message.get("type"), channel, exc_info=True)
+                return False
+            if failures == 1:
+                log.warning("channel layer send failed; retrying", exc_info=True)
+            await asyncio.sleep(backoff_s(failures))
+
+
+class OutageTolerantReceive:
+    """Mixin for a channels consumer: its channel-layer receive rides through Redis outages.
+
+    ``AsyncConsumer.__call__`` assigns ``self.channel_receive`` and hands it to
+    ``await_many_dispatch``, which would end the consumer on the first exception; this data
+    descriptor keeps what channels assigns and gives back a receive that retries instead.
+    """
+
+    _layer_receive: Callable[[], Awaitable[dict[str, Any]]]
+
+    @property
+    def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:
+        layer_receive = self._layer_receive
+
+        async def receive() -> dict[str, Any]:
+            return await receive_through_outages(layer_receive, "consumer")
+
+        return receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self._layer_receive = receive
