@@ -125,6 +125,7 @@ class TimedSession:
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     refused: dict[str, Any] | None = None
     late_s: float = 0.0  # how far the sender fell behind its real-time schedule, at worst
+    sent: list[float] = field(default_factory=list)  # when each frame had been sent
 
     def of(self, kind: str) -> list[tuple[float, dict[str, Any]]]:
         return [(t, e) for t, e in self.events if e.get("type") == kind]
@@ -191,6 +192,7 @@ async def timed_session(
                 out.late_s = max(out.late_s, now - due)
                 await asyncio.sleep(max(0.0, due - now))
             await ws.send(frame)
+            out.sent.append(time.monotonic() - t0)
         await ws.send(json.dumps({"type": "speech.end", "payload": {}}))
         try:
             await asyncio.wait_for(receiver, timeout_s)

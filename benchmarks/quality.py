@@ -5,19 +5,21 @@ boundary between two ``speech.phrase`` events), words emitted on 60 s of silence
 and pink noise, and streaming WER with ``WSS_AUDIO_CTX=full`` vs ``auto`` (the issue wants
 ``auto`` by default only if it costs at most 0.5 WER points).
 
-Corpus: generated long recordings (several voices, pauses 0.2–2 s, ``tests/support/speech.py``)
-plus the real recordings of ``--corpus`` (``manifest.tsv``) when that folder exists. WER is
-pooled (all word errors / all reference words) after Whisper's English normaliser.
+Corpus (``corpus.py``): the real short clips and real long-form readings of ``--corpus``
+(``../shared/speech`` next to the repository) when present, generated hard long-form speech
+(mid-sentence pauses of 1–4 s, hesitations, verse lines) and generated fluent sentences. WER is
+pooled (all word errors / all reference words) after Whisper's English normaliser, per set and
+over everything.
 
-Usage: ``python benchmarks/quality.py [--quick] [--models tiny.en base] [--corpus DIR]``
+Usage: ``python benchmarks/quality.py [--quick] [--models tiny.en base] [--sets long hard]
+[--no-ctx-compare] [--name quality]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import wave
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from common import (
     timed_session,
     write_result,
 )
+from corpus import SETS, SHARED_SPEECH, Recording, load
 
 from tests.support.client import config
 from tests.support.server import Server, start_server
@@ -39,40 +42,6 @@ from tests.support.wer import normalize, repeated_bigrams, word_errors, words_lo
 
 WINDOWS = ((5000, 500), (2000, 200))
 NOISE_S = 60.0
-
-
-@dataclass(frozen=True)
-class Recording:
-    name: str
-    audio: np.ndarray
-    text: str
-
-
-def generated_corpus(count: int, sentences_each: int) -> list[Recording]:
-    from tests.support.speech import SENTENCES, VOICES, compose
-
-    out = []
-    for r in range(count):
-        first = r * sentences_each
-        picked = [SENTENCES[(first + i) % len(SENTENCES)] for i in range(sentences_each)]
-        voices = VOICES[r % len(VOICES) :] + VOICES[: r % len(VOICES)]
-        comp = compose(picked, voices, noise_level=0.001)
-        out.append(Recording(f"gen_{r + 1}", comp.audio, comp.text))
-    return out
-
-
-def real_corpus(folder: Path, limit: int | None) -> list[Recording]:
-    manifest = folder / "manifest.tsv"
-    if not manifest.is_file():
-        return []
-    out = []
-    for line in manifest.read_text().splitlines()[1:]:
-        name, _duration, _repo, _path, text = line.split("\t", 4)
-        with wave.open(str(folder / name), "rb") as wav:
-            assert wav.getframerate() == SAMPLE_RATE_HZ and wav.getnchannels() == 1
-            data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-        out.append(Recording(name, data.astype(np.float32) / 32768.0, text))
-    return out[:limit]
 
 
 def noises(seconds: float) -> dict[str, np.ndarray]:
@@ -117,6 +86,29 @@ def pooled(
     return out
 
 
+def scored(
+    corpus: Sequence[Recording],
+    hypotheses: Sequence[str],
+    phrases: list[list[str]] | None = None,
+    offline: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """``pooled`` over the whole corpus and per set (``sets``), with the hypotheses."""
+    out: dict[str, Any] = {}
+    out["sets"] = {}
+    for name in [n for n in SETS if any(r.set == n for r in corpus)] + ["all"]:
+        picked = [i for i, r in enumerate(corpus) if name in ("all", r.set)]
+        pairs = [(corpus[i].text, hypotheses[i]) for i in picked]
+        parts = [phrases[i] for i in picked] if phrases is not None else None
+        wholes = [offline[i] for i in picked] if offline is not None else None
+        figures = pooled(pairs, parts, wholes)
+        if name == "all":
+            out.update(figures)
+        else:
+            out["sets"][name] = figures
+    out["hypotheses"] = list(hypotheses)
+    return out
+
+
 def offline(model: str, corpus: list[Recording]) -> dict[str, Any]:
     from transcription.inference.backend import load_backend
     from transcription.inference.types import InferenceRequest
@@ -130,7 +122,7 @@ def offline(model: str, corpus: list[Recording]) -> dict[str, Any]:
             pairs.append((rec.text, " ".join(s.text for s in segments)))
     finally:
         backend.close()
-    return {**pooled(pairs), "hypotheses": [h for _, h in pairs]}
+    return scored(corpus, [h for _, h in pairs])
 
 
 def _server(model: str, audio_ctx: str) -> Server:
@@ -166,8 +158,7 @@ def streaming(
     paced: bool = False,
 ) -> dict[str, Any]:
     phrases = [asyncio.run(streamed(server, rec.audio, window, paced)) for rec in corpus]
-    pairs = [(rec.text, " ".join(parts)) for rec, parts in zip(corpus, phrases, strict=True)]
-    return {**pooled(pairs, phrases, offline), "hypotheses": [h for _, h in pairs]}
+    return scored(corpus, [" ".join(parts) for parts in phrases], phrases, offline)
 
 
 def run_model(
@@ -214,50 +205,35 @@ def run_model(
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny.en, small corpus, 20 s noise")
-    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
-    parser.add_argument(
-        "--short-window-models",
-        nargs="+",
-        help="models also streamed at 2000/200 ms windows (default: all; costly for base)",
-    )
-    parser.add_argument("--corpus", type=Path, default=Path("/work/shared/speech"))
-    parser.add_argument("--generated", type=int, default=3, help="generated recordings")
-    parser.add_argument(
-        "--paced-models",
-        nargs="*",
-        default=[],
-        help="models also streamed in real time at 5000/500 ms (takes the corpus length)",
-    )
-    args = parser.parse_args()
-    models = ["tiny.en"] if args.quick else args.models
-    corpus = generated_corpus(1 if args.quick else args.generated, 4 if args.quick else 10)
-    corpus += real_corpus(args.corpus, 3 if args.quick else None)
-    noise_s = 20.0 if args.quick else NOISE_S
-    total_s = sum(len(r.audio) for r in corpus) / SAMPLE_RATE_HZ
-    progress(f"quality: corpus of {len(corpus)} recordings, {total_s:.0f} s")
-    short = set(args.short_window_models or models)
-    results = [
-        run_model(
-            m,
-            corpus,
-            noise_s,
-            compare_ctx=True,
-            windows=WINDOWS if m in short else WINDOWS[:1],
-            paced=m in args.paced_models,
-        )
-        for m in models
-    ]
+def rows_of(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One table row per model and set (and pooled): WER offline and streamed, the streaming
+    excess over offline, words repeated and lost at joins."""
     rows = []
     for r in results:
-        row: dict[str, Any] = {"model": r["model"], "offline WER %": r["offline"]["wer_pct"]}
-        for w in WINDOWS:
-            s = r.get(f"stream_{w[0]}_{w[1]}_full")
-            row[f"{w[0]}/{w[1]} WER %"] = s["wer_pct"] if s else "not run"
-            row[f"{w[0]}/{w[1]} repeats"] = s["repeated_bigrams"] if s else "not run"
-            row[f"{w[0]}/{w[1]} lost at joins"] = s["lost_at_joins"] if s else "not run"
+        names = [*r["offline"]["sets"], "all"]
+        for name in names:
+            off = r["offline"] if name == "all" else r["offline"]["sets"][name]
+            row: dict[str, Any] = {
+                "model": r["model"],
+                "set": f"{name} ({off['ref_words']} words)",
+                "offline WER %": off["wer_pct"],
+            }
+            for w in WINDOWS:
+                run = r.get(f"stream_{w[0]}_{w[1]}_full")
+                s = None if run is None else run if name == "all" else run["sets"][name]
+                label = f"{w[0] // 1000} s"
+                row[f"{label} WER %"] = s["wer_pct"] if s else "not run"
+                row[f"{label} Δ"] = s["wer_pct"] - off["wer_pct"] if s else "not run"
+                row[f"{label} repeats"] = s["repeated_bigrams"] if s else "not run"
+                row[f"{label} lost"] = s["lost_at_joins"] if s else "not run"
+            rows.append(row)
+    return rows
+
+
+def non_speech_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {"model": r["model"]}
         paced_run = r.get("stream_5000_500_paced")
         row["5000/500 paced WER %"] = paced_run["wer_pct"] if paced_run else "not run"
         if "stream_5000_500_auto" in r:
@@ -268,13 +244,68 @@ def main() -> None:
         for name, e in r["non_speech"].items():
             row[f"words on {name}"] = e["words"]
         rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny.en, small corpus, 20 s noise")
+    parser.add_argument("--models", nargs="+", default=["tiny.en", "base"])
+    parser.add_argument(
+        "--short-window-models",
+        nargs="+",
+        help="models also streamed at 2000/200 ms windows (default: all; costly for base)",
+    )
+    parser.add_argument(
+        "--corpus", type=Path, default=SHARED_SPEECH, help="folder of the real speech sets"
+    )
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    parser.add_argument("--generated", type=int, default=2, help="generated fluent recordings")
+    parser.add_argument(
+        "--paced-models",
+        nargs="*",
+        default=[],
+        help="models also streamed in real time at 5000/500 ms (takes the corpus length)",
+    )
+    parser.add_argument(
+        "--no-ctx-compare", action="store_true", help="skip the WSS_AUDIO_CTX=auto run"
+    )
+    parser.add_argument("--name", default="quality", help="results/<name>.json")
+    args = parser.parse_args()
+    models = ["tiny.en"] if args.quick else args.models
+    corpus = load(args.sets, args.corpus, fluent=args.generated, quick=args.quick)
+    noise_s = 20.0 if args.quick else NOISE_S
+    total_s = sum(len(r.audio) for r in corpus) / SAMPLE_RATE_HZ
+    progress(f"quality: corpus of {len(corpus)} recordings, {total_s:.0f} s")
+    short = set(args.short_window_models or models)
+    results = [
+        run_model(
+            m,
+            corpus,
+            noise_s,
+            compare_ctx=not args.no_ctx_compare,
+            windows=WINDOWS if m in short else WINDOWS[:1],
+            paced=m in args.paced_models,
+        )
+        for m in models
+    ]
+    rows = rows_of(results)
+    extra = non_speech_rows(results)
+    sets = ", ".join(
+        f"{n}: {sum(1 for c in corpus if c.set == n)} recordings, "
+        f"{sum(c.duration_s for c in corpus if c.set == n):.0f} s"
+        for n in SETS
+        if any(c.set == n for c in corpus)
+    )
     md = (
-        f"### Transcript quality, {len(corpus)} recordings ({total_s:.0f} s; "
-        f"{sum(1 for c in corpus if c.name.startswith('gen_'))} generated), "
-        f"non-speech {noise_s:.0f} s each\n\n" + table(rows, list(rows[0]))
+        f"### Transcript quality, {len(corpus)} recordings ({total_s:.0f} s; {sets}), "
+        f"streamed as fast as backpressure allows; Δ = streamed − offline WER (points)\n\n"
+        + table(rows, list(rows[0]))
+        + f"\n\nNon-speech ({noise_s:.0f} s each, 5 s windows) and other runs:\n\n"
+        + table(extra, list(extra[0]))
     )
     verdicts = []
-    for row in rows:
+    for row in extra:
         if "auto − full (points)" in row:
             ok = row["auto − full (points)"] <= 0.5
             verdicts.append(
@@ -282,10 +313,15 @@ def main() -> None:
                 "points vs full → "
                 + ("auto could be the default" if ok else "full stays the default")
             )
-    md += "\n\n" + "\n".join(f"- {v}" for v in verdicts)
+    if verdicts:
+        md += "\n\n" + "\n".join(f"- {v}" for v in verdicts)
     write_result(
-        "quality",
-        {"results": results, "corpus": [c.name for c in corpus], "quick": args.quick},
+        args.name,
+        {
+            "results": results,
+            "corpus": [{"name": c.name, "set": c.set, "seconds": c.duration_s} for c in corpus],
+            "quick": args.quick,
+        },
         md,
     )
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 from common import SAMPLE_RATE_HZ, model_path, progress
-from quality import generated_corpus, offline, pooled, real_corpus
+from corpus import SETS, SHARED_SPEECH, load
+from quality import offline, pooled
 
 from transcription.inference.messages import JobResult, TranscribeJob
 from transcription.limits import SessionLimits
@@ -97,8 +98,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--window", nargs=2, type=int, default=[5000, 500])
-    parser.add_argument("--corpus", type=Path, default=Path("/work/shared/speech"))
-    parser.add_argument("--generated", type=int, default=3)
+    parser.add_argument("--corpus", type=Path, default=SHARED_SPEECH)
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    parser.add_argument("--generated", type=int, default=2)
     parser.add_argument("--vad", default="silero")
     parser.add_argument("--prompt", action="store_true", help="as WSS_PROMPT=transcript")
     parser.add_argument("--realtime", action="store_true", help="a paced client (see stream)")
@@ -107,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     from transcription.inference.backend import load_backend
 
-    corpus = generated_corpus(args.generated, 10) + real_corpus(args.corpus, None)
+    corpus = load(args.sets, args.corpus, fluent=args.generated)
     if args.only:
         corpus = [r for r in corpus if args.only in r.name]
     whole = offline(args.model, corpus)
