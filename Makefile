@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-nodeps.txt | cksum | cut -d' ' -f1)
 WSS_MODEL ?= tiny.en
+BUNDLED_MODELS := tiny.en base
 RUN_SYS_PKGS := libopus0
 TEST_SYS_PKGS := libopus0 flite espeak-ng sox festival festvox-us-slt-hts redis-server chromium nodejs
 # make image-test: podman (runc, chroot builds), debootstrap (a local base when the official one
@@ -34,8 +35,12 @@ sysdeps-test:
 sysdeps-image:
 	@scripts/sysdeps.sh $(IMAGE_SYS_PKGS)
 
+## The default model (WSS_MODEL) and every bundled one: the in-process server serves them all,
+## one worker pool each, picked by a session's model_id (README "Models").
 model: install
 	@if [ -z "$$WHISPER_MODEL_PATH" ]; then $(BIN)/python manage.py install_model $(WSS_MODEL); fi
+	@for name in $(BUNDLED_MODELS); do \
+	  $(BIN)/python manage.py install_model $$name >/dev/null || exit 1; done
 
 migrate: install
 	@$(BIN)/python manage.py migrate --noinput -v 0

@@ -35,5 +35,7 @@ async def ready(request: HttpRequest) -> JsonResponse:
         "queue_ok": state.queue_ok,
         "sessions_available": state.sessions_available,
         "redis_ok": state.redis_ok,  # beyond the seed: false while Redis does not answer
+        # beyond the seed: each served model (worker pool) and whether it can serve now
+        "models": dict(state.models),
     }
     return JsonResponse(body, status=200 if state.ready else 503)

@@ -221,7 +221,18 @@ SETTINGS: tuple[Setting[Any], ...] = (
         _str,
         "tiny.en",
         ("model", "name"),
-        "Bundled model to use when WHISPER_MODEL_PATH is empty (tiny.en, base)",
+        "Bundled model to use when WHISPER_MODEL_PATH is empty (tiny.en, base): the default "
+        "model, and the one a worker serves",
+    ),
+    Setting(
+        "WSS_MODELS",
+        "models",
+        _list,
+        "",
+        ("model", "served"),
+        "More bundled models this deployment serves, one worker pool each, picked by a "
+        "session's model_id (comma separated). Empty: with REDIS_URL the default model only; "
+        "without, every bundled model installed in models/",
     ),
     Setting(
         "WSS_REQUIRE_AUTH",
@@ -558,6 +569,7 @@ class ServerConfig:
     log_format: LogFormat
     # --- ours ---
     model_name: str
+    models: tuple[str, ...]
     require_auth: bool
     trusted_proxies: tuple[str, ...]
     allowed_origins: tuple[str, ...]

@@ -9,6 +9,9 @@ the total demand, itself included, stays within ``capacity × headroom``; beyond
 would only grow, so the client is told ``SESSION_LIMIT`` at once (and ``/ready`` turns false)
 rather than getting ever later phrases.
 
+Each served model is a pool with figures of its own (``POOLS``): its workers, its speed, its
+sessions; a session weighs on the pool of the model that serves it (``modelinfo.route``).
+
 ``rtf`` is an EWMA of ``inference_s / audio_s`` from the ``asr.result`` messages. It is measured
 under the load it serves, so the slowdown of several inferences sharing the CPU is in it. Until
 the first result arrives it is unknown, and only the fixed limits (``WSS_MAX_SESSIONS``) apply:
@@ -32,6 +35,7 @@ from transcription.denial import Denial
 from transcription.events import ClientError, ErrorCode
 from transcription.inference.heartbeat import live_workers
 from transcription.inference.messages import JobResult
+from transcription.modelinfo import served_models
 from transcription.protocol import SpeechConfig
 from transcription.registry import NODE
 
@@ -108,22 +112,41 @@ class AdmissionState:
         self.weights.pop(key, None)
 
 
-STATE = AdmissionState()
+POOLS: dict[str, AdmissionState] = {}  # model id → its pool's figures
+
+
+def pool(model_id: str) -> AdmissionState:
+    """The admission figures of ``model_id``'s pool (created empty on first use)."""
+    state = POOLS.get(model_id)
+    if state is None:
+        state = POOLS[model_id] = AdmissionState()
+    return state
+
+
+def _default_model_id() -> str:
+    return served_models(settings.OPENASR)[0].model_id
 
 
 # --- the thin async edge ---
 
 
 def _headroom() -> float:
-    return float(getattr(settings.OPENASR, "admission_headroom", STATE.headroom))
+    return float(settings.OPENASR.admission_headroom)
 
 
-async def worker_capacity() -> float:
-    """Inference slots serving this node: the in-process pool, or the live Redis workers'."""
+async def worker_capacity(model_id: str = "") -> float:
+    """Inference slots serving ``model_id``'s pool (default: the default model's): its
+    in-process worker's, or those of the live Redis workers serving that model (a heartbeat
+    without a model, from a worker older than pools, serves the default model)."""
     cfg = settings.OPENASR
     if not cfg.redis_url:
         return float(cfg.worker_concurrency)
-    return float(sum(int(w.get("concurrency", 1)) for w in await live_workers(cfg.redis_url)))
+    default = _default_model_id()
+    wanted = model_id or default
+    workers = await live_workers(cfg.redis_url)
+    return float(
+        sum(int(w.get("concurrency", 1)) for w in workers if (w.get("model") or default) == wanted)
+    )
 
 
 RETRY_AFTER_S = 5
@@ -164,48 +187,54 @@ async def check_session_caps(key: KeyIdentity | None) -> None:
         )
 
 
-async def admit(key: str, config: SpeechConfig) -> None:
+async def admit(key: str, config: SpeechConfig, model_id: str = "") -> None:
     """Called on ``speech.config`` after the caps: reserve a share of the measured capacity
-    or raise ``SESSION_LIMIT``."""
-    STATE.headroom = _headroom()
+    of the serving model's pool or raise ``SESSION_LIMIT``."""
+    model_id = model_id or _default_model_id()
     weight = session_weight(config.window_duration_ms, config.overlap_duration_ms)
-    capacity = await worker_capacity()
+    capacity = await worker_capacity(model_id)
     # No await from here on: the check and the reservation are one step on the loop.
-    decision = STATE.decide(capacity, weight, key=key)
+    release(key)  # a second speech.config may pick another pool
+    state = pool(model_id)
+    state.headroom = _headroom()
+    decision = state.decide(capacity, weight, key=key)
     if not decision.admitted:
         metrics.CONNECTIONS_REJECTED_LIMIT.inc()
         raise ClientError(
             ErrorCode.SESSION_LIMIT,
             f"Inference capacity reached: the sessions would need {decision.demand:.2f} s of "
             f"inference per second (measured real-time factor {decision.rtf:.3f}) and the "
-            f"workers supply {decision.budget:.2f}; try again later",
+            f"workers of {model_id} supply {decision.budget:.2f}; try again later",
         )
-    STATE.reserve(key, weight)
+    state.reserve(key, weight)
 
 
-async def room_for_one(window_ms: int, overlap_ms: int) -> bool:
-    """For ``/ready``: would a session with the default window be admitted now?
+async def room_for_one(window_ms: int, overlap_ms: int, model_id: str = "") -> bool:
+    """For ``/ready``: would a session with the default window be admitted now by
+    ``model_id``'s pool (default: the default model's)?
 
     One client alone never makes a node unready (docs/PROTOCOL.md "Admission"): a node
     leaves the Service when several sessions fill it, not because one client picked an
     expensive window."""
-    if len(STATE.weights) <= 1:
+    state = pool(model_id or _default_model_id())
+    if len(state.weights) <= 1:
         return True
-    STATE.headroom = _headroom()
-    capacity = await worker_capacity()
-    return STATE.decide(capacity, session_weight(window_ms, overlap_ms)).admitted
+    state.headroom = _headroom()
+    capacity = await worker_capacity(model_id)
+    return state.decide(capacity, session_weight(window_ms, overlap_ms)).admitted
 
 
-def observe(result: JobResult, window_ms: int = 0, overlap_ms: int = 0) -> None:
+def observe(result: JobResult, window_ms: int = 0, overlap_ms: int = 0, model_id: str = "") -> None:
     """Called with each successful ``asr.result``: update the measured speed. Windows of a
     session whose overlap exceeds half its window (weight capped, see ``MAX_SESSION_WEIGHT``)
     are not measured: with the full encoder context a 1 s window costs as much as a 20 s one,
     and one such client would make the node look twenty times slower to everyone else."""
     if window_ms and window_ms / max(1, window_ms - overlap_ms) > MAX_SESSION_WEIGHT:
         return
-    STATE.observe(result.inference_s, result.audio_s)
+    pool(model_id or _default_model_id()).observe(result.inference_s, result.audio_s)
 
 
 def release(key: str) -> None:
     """Called when the connection closes: its session no longer needs inference."""
-    STATE.release(key)
+    for state in POOLS.values():
+        state.release(key)

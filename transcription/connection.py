@@ -38,10 +38,10 @@ from transcription.events import (
 )
 from transcription.inference import heartbeat
 from transcription.inference.client import InferenceTimes
-from transcription.inference.messages import INFERENCE_CHANNEL, JobAccepted, JobResult
+from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.layer import OutageTolerantReceive
 from transcription.limits import Deadlines, ErrorBudget, RateWindow, SessionLimits, abuse_error
-from transcription.modelinfo import resolve_serving_model
+from transcription.modelinfo import resolve_serving_model, route
 from transcription.protocol import SpeechConfig
 from transcription.registry import NODE
 from transcription.session import Session
@@ -163,11 +163,13 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
     # --- the session, for the protocols ---
 
     async def start_session(self, config: SpeechConfig, now: float) -> None:
-        """Configure the session (admission, resume, live marker), then acknowledge."""
+        """Configure the session (its model, admission, resume, live marker), then
+        acknowledge."""
         self.session.check_can_configure()
+        self.model = route(settings.OPENASR, config.model_id, config.language)
         self.session.check_config(config, self.model.model_id, self.model.multilingual)
         await admission.check_session_caps(self.key)
-        await admission.admit(self.channel_name, config)
+        await admission.admit(self.channel_name, config, self.model.model_id)
         try:
             session_id, resume = await self._resolve(config)
             await live.claim(self.channel_layer, self.channel_name, session_id)
@@ -189,6 +191,7 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
         self._spawn(live.refresh_forever(self.channel_name, session_id))
         metrics.SESSIONS_CREATED.inc()
         metrics.API_SESSIONS.labels(api=self.api).inc()
+        metrics.MODEL_SESSIONS.labels(model=self.model.model_id).inc()
         if self.key:
             metrics.KEY_SESSIONS.labels(key_name=self.key["name"]).inc()
         log.info(
@@ -246,13 +249,15 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
         metrics.observe_result(result)
         if result.ok:
             config = self.session.configured.config
-            admission.observe(result, config.window_duration_ms, config.overlap_duration_ms)
+            admission.observe(
+                result, config.window_duration_ms, config.overlap_duration_ms, self.model.model_id
+            )
         else:
             log.warning("window %d failed on a worker: %s", result.window_index, result.error)
         outputs = self.session.on_result(result, time.monotonic())
         await self._send_outputs(outputs)
         if outputs.latency_s is not None:
-            metrics.WINDOW_LATENCY.observe(outputs.latency_s)
+            metrics.WINDOW_LATENCY.labels(model=self.model.model_id).observe(outputs.latency_s)
             # One line per window for benchmarks/latency.py.
             log.debug(
                 "window-timing index=%d latency_s=%.4f inference_s=%.4f queue_wait_s=%.4f "
@@ -297,7 +302,7 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
         metrics.VAD_SKIPPED_WINDOWS.inc(outputs.windows_skipped)
         metrics.INFERENCE_RETRIES.inc(outputs.resends)
         for job in outputs.jobs:
-            if not await self._send_job(job.to_message()):
+            if not await self._send_job(job):
                 self.session.inference.on_send_failed(job.window_index, time.monotonic())
         self._count_pending()
 
@@ -307,13 +312,14 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
             return
         await self._send_outputs(self.session.fail(exc))
 
-    async def _send_job(self, message: dict[str, Any]) -> bool:
+    async def _send_job(self, job: TranscribeJob) -> bool:
         """Submit a job; False when the channel layer did not answer (the inference client
         re-sends it on every tick until it does)."""
+        message = job.to_message()
         message["enqueued_at"] = time.time()
         metrics.INFERENCE_JOBS_SUBMITTED.inc()
         try:
-            await self.channel_layer.send(INFERENCE_CHANNEL, message)
+            await self.channel_layer.send(job.channel, message)
         except ChannelFull:
             # The inference client re-sends it when its deadline passes.
             metrics.INFERENCE_JOBS_DROPPED.inc()

@@ -78,19 +78,24 @@ AUDIO_WINDOW_DURATION = Histogram(
 )
 
 # --- beyond the seed ---
+# The per-window figures below carry the ``model`` that served the window (its pool's id):
+# models of one deployment differ several times in speed.
 REAL_TIME_FACTOR = Histogram(
     "openasr_inference_real_time_factor",
     "Inference time divided by the audio duration of the window",
+    ["model"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5),
 )
 WINDOW_LATENCY = Histogram(
     "openasr_window_latency_seconds",
     "End-to-end window latency: window complete to speech.phrase sent",
+    ["model"],
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60),
 )
 QUEUE_WAIT = Histogram(
     "openasr_inference_queue_wait_seconds",
     "Time a window waited between submission and the start of inference",
+    ["model"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 INFERENCE_RETRIES = Counter(
@@ -118,6 +123,11 @@ API_SESSIONS = Counter(
     "openasr_api_sessions",
     "Sessions started per wire API (openasr, openai_rest, openai_realtime, deepgram)",
     ["api"],
+)
+MODEL_SESSIONS = Counter(
+    "openasr_model_sessions",
+    "Sessions started per serving model (the pool a session's model_id and language chose)",
+    ["model"],
 )
 SESSIONS_REVOKED = Counter(
     "openasr_sessions_revoked", "Live sessions ended because their API key was revoked or expired"
@@ -151,6 +161,6 @@ def observe_result(result: JobResult) -> None:
     if audio_s:
         AUDIO_WINDOW_DURATION.observe(audio_s)
     if inference_s is not None and audio_s:
-        REAL_TIME_FACTOR.observe(inference_s / audio_s)
+        REAL_TIME_FACTOR.labels(model=result.model_id).observe(inference_s / audio_s)
     if queue_wait_s is not None:
-        QUEUE_WAIT.observe(queue_wait_s)
+        QUEUE_WAIT.labels(model=result.model_id).observe(queue_wait_s)

@@ -478,6 +478,7 @@ class Session:
                 beam_size=self.limits.beam_size,
                 n_threads=self.limits.n_threads,
                 audio_ctx=audio_ctx_for(seconds) if self.limits.audio_ctx_auto else 0,
+                model_id=c.model_id,
             )
             self._submit(job, span, out, now)
 

@@ -1,7 +1,7 @@
 """The inference worker: takes windows off the channel layer, runs whisper.cpp, replies.
 
-The contract is ``inference/messages.py``: a ``TranscribeJob`` on ``INFERENCE_CHANNEL`` (live
-windows) or ``BATCH_CHANNEL`` (file chunks); the worker answers ``JobAccepted`` when it starts a
+The contract is ``inference/messages.py``: a ``TranscribeJob`` on its model's live channel
+(windows) or batch channel (file chunks); the worker answers ``JobAccepted`` when it starts a
 job and ``JobResult`` when it ends. It never dies on a bad job: every exception becomes a failed
 ``JobResult``. Delivery is at-most-once, so the sender owns timeouts and retries
 (``inference/client.py``).
@@ -11,9 +11,11 @@ waits (``InferenceWorker._take``), so a file never queues ahead of a live window
 hold at most all slots but one, so with ``WSS_WORKER_CONCURRENCY`` >= 2 a live window never
 waits for a file's window (with one slot it waits at most for the one running).
 
-The same ``InferenceWorker`` runs under ``manage.py runworker asr.inference`` (Redis; the live
-channel's listener serves the batch channel too, so the command line is unchanged) and inside the
-daphne process on the in-memory layer (no ``REDIS_URL``): one code path.
+Each served model is a pool (``modelinfo.py``): a worker serves one model, on that model's
+channels. The same ``InferenceWorker`` runs under ``manage.py runworker asr.inference`` (Redis;
+it serves the model its settings name, and its live listener serves the batch channel too, so
+the command line is unchanged) and inside the daphne process on the in-memory layer (no
+``REDIS_URL``: one worker per served model): one code path.
 """
 
 from __future__ import annotations
@@ -28,27 +30,28 @@ from typing import Any, Literal
 
 from channels.consumer import AsyncConsumer
 from channels.layers import get_channel_layer
-from channels.routing import ChannelNameRouter
 from channels.worker import Worker
 from django.conf import settings
 
 from transcription import metrics
 from transcription.inference import heartbeat, loader
 from transcription.inference.messages import (
-    BATCH_CHANNEL,
     INFERENCE_CHANNEL,
     JobAccepted,
     JobResult,
     MessageError,
     TranscribeJob,
+    inference_channel,
 )
 from transcription.layer import OutageTolerantReceive, backoff_s, send_soon
+from transcription.modelinfo import resolve_serving_model, served_models
 
 log = logging.getLogger(__name__)
 
 WORKER_ID = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 SLOTS_SCOPE_KEY = "openasr.slots"
 BATCH_SLOTS_SCOPE_KEY = "openasr.batch_slots"
+MODEL_SCOPE_KEY = "openasr.model_id"  # the model of the worker that took the job
 # With a slot free, a live job is waited for this long alone before a batch job may be taken:
 # a live job already queued arrives within one layer round trip (~1 ms on Redis), so it always
 # wins; an idle worker starts a batch job this much later, nothing next to a window's inference.
@@ -101,13 +104,13 @@ class InferenceConsumer(OutageTolerantReceive, AsyncConsumer):
         ):
             metrics.INFERENCE_JOBS_DROPPED.inc()
 
-    @staticmethod
-    async def _transcribe(job: TranscribeJob, started: float) -> JobResult:
+    async def _transcribe(self, job: TranscribeJob, started: float) -> JobResult:
         loop = asyncio.get_running_loop()
-        backend = await loop.run_in_executor(None, loader.get_backend)
+        model_id = self.scope.get(MODEL_SCOPE_KEY, "")
+        backend = await loop.run_in_executor(None, loader.get_backend, model_id)
         t0 = time.monotonic()
         segments = await loop.run_in_executor(
-            loader.executor(), backend.transcribe, job.samples, job.request()
+            loader.executor(model_id), backend.transcribe, job.samples, job.request()
         )
         # No metrics here: the server records these figures from the reply
         # (metrics.observe_result), where Prometheus scrapes them in both deployments.
@@ -121,12 +124,12 @@ class InferenceConsumer(OutageTolerantReceive, AsyncConsumer):
             queue_wait_s=max(0.0, started - job.enqueued_at),
             audio_s=job.audio_s,
             worker=WORKER_ID,
+            model_id=model_id,
         )
 
 
-channel_application = ChannelNameRouter(
-    {INFERENCE_CHANNEL: InferenceConsumer.as_asgi(), BATCH_CHANNEL: InferenceConsumer.as_asgi()}
-)
+# Every channel a worker listens on is an inference channel (one pair per served model).
+channel_application = InferenceConsumer.as_asgi()
 
 
 class InferenceWorker(Worker):
@@ -134,15 +137,23 @@ class InferenceWorker(Worker):
 
     channels' own listener moves every queued message into an unbounded in-process queue, so
     one worker would hoard the whole backlog and the others would idle; holding a slot before
-    ``receive`` leaves waiting jobs on the shared layer for whichever worker is free. The
-    listener of ``INFERENCE_CHANNEL`` also serves ``BATCH_CHANNEL``, at a lower priority.
+    ``receive`` leaves waiting jobs on the shared layer for whichever worker is free. It serves
+    the pool of ``model_id`` ("" for the unnamed pool of tests): ``asr.inference`` on the command
+    line means that pool's live channel, whose listener also serves its batch channel, at a
+    lower priority.
     """
 
-    def __init__(self, application: Any, channels: list[str], channel_layer: Any) -> None:
+    def __init__(
+        self, application: Any, channels: list[str], channel_layer: Any, model_id: str = ""
+    ) -> None:
+        self.model_id = model_id
+        self.live_channel = inference_channel("live", model_id)
+        self.batch_channel = inference_channel("batch", model_id)
+        channels = [self.live_channel if c == INFERENCE_CHANNEL else c for c in channels]
         # The live listener serves the batch channel: a second, plain listener on it would
         # take batch jobs regardless of the live queue.
-        if INFERENCE_CHANNEL in channels:
-            channels = [c for c in channels if c != BATCH_CHANNEL]
+        if self.live_channel in channels:
+            channels = [c for c in channels if c != self.batch_channel]
         super().__init__(application, channels, channel_layer)
         self.concurrency: int = settings.OPENASR.worker_concurrency
         self.slots: asyncio.Semaphore | None = None
@@ -154,11 +165,11 @@ class InferenceWorker(Worker):
     async def handle(self) -> None:
         self.slots = asyncio.Semaphore(self.concurrency)
         self.batch_slots = asyncio.Semaphore(max(1, self.concurrency - 1))
-        await asyncio.get_running_loop().run_in_executor(None, loader.get_backend)
+        await asyncio.get_running_loop().run_in_executor(None, loader.get_backend, self.model_id)
         redis_url = settings.OPENASR.redis_url
         served = [*self.channels]
-        if INFERENCE_CHANNEL in served:
-            served.append(BATCH_CHANNEL)
+        if self.live_channel in served:
+            served.append(self.batch_channel)
         if redis_url:
             # One beat before listening: a job this worker accepts comes from a worker the
             # senders can already see (inference/client.py judges a worker by its heartbeat).
@@ -167,8 +178,8 @@ class InferenceWorker(Worker):
             self._heartbeat = asyncio.ensure_future(
                 heartbeat.heartbeat_forever(redis_url, lambda: self._heartbeat_info(served))
             )
-        if INFERENCE_CHANNEL in served:
-            served[-1] = f"{BATCH_CHANNEL} (when no live job waits)"
+        if self.live_channel in served:
+            served[-1] = f"{self.batch_channel} (when no live job waits)"
         log.info("inference worker %s listening on %s", WORKER_ID, ", ".join(served))
         await super().handle()
 
@@ -178,6 +189,7 @@ class InferenceWorker(Worker):
             "concurrency": self.concurrency,
             "running": _running,
             "channels": channels,
+            "model": self.model_id,  # the pool it serves (admission, /ready)
         }
 
     async def listener(self, channel: str) -> None:
@@ -205,14 +217,19 @@ class InferenceWorker(Worker):
                 log.info("taking jobs from %s again after %d failures", channel, failures)
                 failures = 0
             held: dict[str, Any] = {SLOTS_SCOPE_KEY: self.slots}
-            if taken_from == BATCH_CHANNEL and channel == INFERENCE_CHANNEL:
+            if taken_from == self.batch_channel and channel == self.live_channel:
                 held[BATCH_SLOTS_SCOPE_KEY] = self.batch_slots  # acquired by _take
             if message.get("type") != TranscribeJob.TYPE:
                 log.warning("ignoring message of type %r on %s", message.get("type"), taken_from)
                 for slot in held.values():
                     slot.release()
                 continue
-            scope = {"type": "channel", "channel": taken_from, **held}
+            scope = {
+                "type": "channel",
+                "channel": taken_from,
+                MODEL_SCOPE_KEY: self.model_id,
+                **held,
+            }
             queue = self.get_or_create_application_instance(taken_from, scope)
             await queue.put(message)
 
@@ -225,10 +242,10 @@ class InferenceWorker(Worker):
         in memory, the backup queue of channels_redis), and in the rare tie where both
         returned, the batch job is sent back to its channel."""
         layer = self.channel_layer
-        if channel != INFERENCE_CHANNEL:
+        if channel != self.live_channel:
             return channel, await layer.receive(channel)
         assert self.batch_slots is not None
-        live = asyncio.ensure_future(layer.receive(INFERENCE_CHANNEL))
+        live = asyncio.ensure_future(layer.receive(self.live_channel))
         tasks = [live]
         batch_slot: asyncio.Task[Literal[True]] | None = None
         try:
@@ -237,7 +254,7 @@ class InferenceWorker(Worker):
                 batch_slot = asyncio.ensure_future(self.batch_slots.acquire())
                 await asyncio.wait({live, batch_slot}, return_when=asyncio.FIRST_COMPLETED)
                 if batch_slot.done() and not live.done():
-                    tasks.append(asyncio.ensure_future(layer.receive(BATCH_CHANNEL)))
+                    tasks.append(asyncio.ensure_future(layer.receive(self.batch_channel)))
                     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in [*tasks, *([batch_slot] if batch_slot else [])]:
@@ -261,35 +278,48 @@ class InferenceWorker(Worker):
             if errors:
                 raise errors[0]
             assert live_job is not None
-            return INFERENCE_CHANNEL, live_job
+            return self.live_channel, live_job
         assert batch_job is not None and slot_held
-        return BATCH_CHANNEL, batch_job
+        return self.batch_channel, batch_job
 
     async def _requeue(self, message: dict[str, Any]) -> None:
         """Give back a batch job taken in a tie with a live one (its sender re-sends it after
         its deadline should this fail)."""
         try:
-            await self.channel_layer.send(BATCH_CHANNEL, message)
+            await self.channel_layer.send(self.batch_channel, message)
         except Exception:
             metrics.INFERENCE_JOBS_DROPPED.inc()
             log.warning("could not requeue a batch job", exc_info=True)
 
 
-_inprocess_task: asyncio.Task[None] | None = None
+_inprocess_tasks: dict[str, asyncio.Task[None]] = {}  # model id → its pool's worker
 
 
 def ensure_inprocess_worker() -> None:
-    """Start the worker inside this (daphne) process when no Redis is configured.
+    """Start the workers inside this (daphne) process when no Redis is configured: one per
+    served model (``modelinfo.served_models``), each loading its model; a worker that stopped
+    is started again.
 
     Called on the event loop at the first request; a no-op with ``REDIS_URL`` set, where
     ``manage.py runworker asr.inference`` processes do the work.
     """
-    global _inprocess_task
-    if settings.OPENASR.redis_url or (_inprocess_task and not _inprocess_task.done()):
+    cfg = settings.OPENASR
+    if cfg.redis_url:
         return
-    worker = InferenceWorker(channel_application, [INFERENCE_CHANNEL], get_channel_layer())
-    _inprocess_task = asyncio.ensure_future(worker.arun())
-    _inprocess_task.add_done_callback(_log_worker_exit)
+    layer = get_channel_layer()
+    for model in served_models(cfg):
+        running = _inprocess_tasks.get(model.model_id)
+        if running is not None and not running.done():
+            continue
+        worker = InferenceWorker(channel_application, [INFERENCE_CHANNEL], layer, model.model_id)
+        task = asyncio.ensure_future(worker.arun())
+        task.add_done_callback(_log_worker_exit)
+        _inprocess_tasks[model.model_id] = task
+
+
+def worker_model_id() -> str:
+    """The model a ``runworker`` process serves: the one its settings name."""
+    return resolve_serving_model(settings.OPENASR).model_id
 
 
 def _log_worker_exit(task: asyncio.Task[None]) -> None:

@@ -49,8 +49,9 @@ def _node_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         ("draining", False),
     ):
         monkeypatch.setattr(NODE, name, value)
-    monkeypatch.setattr(loader, "_backend", object())
-    monkeypatch.setattr(admission.STATE, "rtf", None)
+    monkeypatch.setattr(loader, "_override", object())
+    monkeypatch.setattr(loader, "_loaded", {})
+    monkeypatch.setattr(admission, "POOLS", {})
     monkeypatch.setattr(heartbeat, "_cached", None)
     yield
 
@@ -83,6 +84,7 @@ async def test_ready_when_model_queue_and_sessions_are_fine(configure: Any) -> N
     """/ready: 200 with every seed field true."""
     configure()
     status, body = await get(views.ready, "/ready")
+    models = body.pop("models")
     assert (status, body) == (
         200,
         {
@@ -93,12 +95,13 @@ async def test_ready_when_model_queue_and_sessions_are_fine(configure: Any) -> N
             "redis_ok": True,
         },
     )
+    assert models and all(models.values())
 
 
 @pytest.mark.parametrize(
     ("setup", "field"),
     [
-        (lambda: setattr(loader, "_backend", None), "model_ready"),
+        (lambda: setattr(loader, "_override", None), "model_ready"),
         (lambda: setattr(NODE, "inference_pending", QUEUE_LIMIT), "queue_ok"),
         (lambda: NODE.sessions.update({"a": "x", "b": "y"}), "sessions_available"),
         (lambda: setattr(NODE, "draining", True), "sessions_available"),
@@ -114,7 +117,8 @@ async def test_ready_is_503_naming_what_failed(
     status, body = await get(views.ready, "/ready")
     assert status == 503 and body["status"] == "not_ready"
     assert body[field] is False
-    assert all(v is True for k, v in body.items() if k not in {"status", field})
+    assert all(v is True for k, v in body.items() if k not in {"status", field, "models"})
+    assert all(body["models"].values()) is (field != "model_ready")
 
 
 async def test_ready_never_blocks_the_loop_even_when_redis_is_unreachable(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from django.conf import settings
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from transcription import admission
 from transcription.admission import AdmissionState, session_weight
 from transcription.events import ClientError, ErrorCode
 from transcription.inference.messages import JobResult
+from transcription.modelinfo import served_models
 from transcription.protocol import SpeechConfig
 
 
@@ -172,10 +174,11 @@ def _result(*, inference_s: float, audio_s: float) -> JobResult:
 
 @pytest.fixture
 def fresh_state(monkeypatch: pytest.MonkeyPatch) -> AdmissionState:
-    state = AdmissionState()
-    monkeypatch.setattr(admission, "STATE", state)
-    cfg = SimpleNamespace(redis_url="", worker_concurrency=1, admission_headroom=0.9)
+    """The default model's pool, empty, on a node with one in-process slot."""
+    cfg = replace(settings.OPENASR, redis_url="", worker_concurrency=1, admission_headroom=0.9)
     monkeypatch.setattr(admission.settings, "OPENASR", cfg, raising=False)
+    state = AdmissionState()
+    monkeypatch.setattr(admission, "POOLS", {served_models(cfg)[0].model_id: state})
     return state
 
 
@@ -196,14 +199,35 @@ async def test_admit_raises_session_limit_when_full(fresh_state: AdmissionState)
 async def test_capacity_with_redis_sums_worker_heartbeats(
     fresh_state: AdmissionState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With Redis the capacity is the sum of the live workers' ``concurrency``."""
+    """With Redis a pool's capacity is the sum of the ``concurrency`` of the live workers
+    serving its model (a heartbeat without a model serves the default one)."""
 
     async def workers(url: str) -> tuple[dict[str, Any], ...]:
-        return ({"worker_id": "w1", "concurrency": 2}, {"worker_id": "w2", "concurrency": 1})
+        return (
+            {"worker_id": "w1", "concurrency": 2, "model": "whisper-base"},
+            {"worker_id": "w2", "concurrency": 1, "model": "whisper-tiny.en"},
+            {"worker_id": "w3", "concurrency": 4},
+        )
 
     monkeypatch.setattr(admission, "live_workers", workers)
-    admission.settings.OPENASR.redis_url = "redis://x"
-    assert await admission.worker_capacity() == 3.0
+    cfg = replace(admission.settings.OPENASR, redis_url="redis://x", models=("base",))
+    monkeypatch.setattr(admission.settings, "OPENASR", cfg, raising=False)
+    default = served_models(cfg)[0].model_id
+    assert await admission.worker_capacity("whisper-base") == 2.0
+    assert await admission.worker_capacity() == await admission.worker_capacity(default)
+    assert await admission.worker_capacity("whisper-nope") == 0.0
+
+
+async def test_each_pool_admits_against_its_own_speed(fresh_state: AdmissionState) -> None:
+    """A slow model's pool being full does not refuse a session of another model."""
+    admission.observe(_result(inference_s=2.0, audio_s=5.0), model_id="whisper-slow")
+    await admission.admit("a", _config(), "whisper-slow")
+    await admission.admit("b", _config(), "whisper-slow")
+    with pytest.raises(ClientError):
+        await admission.admit("c", _config(), "whisper-slow")
+    await admission.admit("c", _config(), "whisper-fast")
+    admission.release("a")
+    await admission.admit("d", _config(), "whisper-slow")
 
 
 def test_result_without_figures_is_ignored(fresh_state: AdmissionState) -> None:

@@ -33,13 +33,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def fake_node(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A node with the FAKE backend, in-memory stores and a clean registry."""
+    """A node with the FAKE backend serving its default model only (WSS_MODELS names it, so
+    no other installed model is served), in-memory stores and a clean registry."""
     cfg = dataclasses.replace(
-        settings.OPENASR, redis_url="", backend="fake", vad="energy", max_connections=4
+        settings.OPENASR,
+        redis_url="",
+        backend="fake",
+        vad="energy",
+        max_connections=4,
+        models=(settings.OPENASR.model_name,),
     )
     monkeypatch.setattr(settings, "OPENASR", cfg)
     loader.set_backend_for_tests(FakeBackend())
-    monkeypatch.setattr(admission, "STATE", admission.AdmissionState())
+    monkeypatch.setattr(admission, "POOLS", {})
     monkeypatch.setattr(NODE, "connections", 0)
     monkeypatch.setattr(NODE, "sessions", {})
     monkeypatch.setattr(NODE, "inference_pending", 0)

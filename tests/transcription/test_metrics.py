@@ -97,6 +97,7 @@ def result(**overrides: Any) -> JobResult:
         "inference_s": 0.3,
         "queue_wait_s": 0.02,
         "audio_s": 5.0,
+        "model_id": "whisper-base",
     }
     fields.update(overrides)
     return JobResult(**fields)
@@ -114,9 +115,12 @@ def test_a_successful_result_records_the_worker_figures() -> None:
     assert_metric_diff(before, 0, "openasr_inference_duration_seconds_bucket", le="0.25")
     assert_metric_diff(before, 1, "openasr_audio_window_duration_seconds_bucket", le="5.0")
     assert_metric_diff(before, 0, "openasr_audio_window_duration_seconds_bucket", le="2.0")
-    assert_metric_diff(before, 1, "openasr_inference_real_time_factor_bucket", le="0.1")
-    assert_metric_diff(before, 0, "openasr_inference_real_time_factor_bucket", le="0.05")
-    assert_metric_diff(before, 1, "openasr_inference_queue_wait_seconds_count")
+    rtf = "openasr_inference_real_time_factor_bucket"
+    assert_metric_diff(before, 1, rtf, le="0.1", model="whisper-base")
+    assert_metric_diff(before, 0, rtf, le="0.05", model="whisper-base")
+    assert_metric_diff(
+        before, 1, "openasr_inference_queue_wait_seconds_count", model="whisper-base"
+    )
 
 
 def test_a_failed_result_is_a_dropped_job_and_nothing_else() -> None:
@@ -137,10 +141,13 @@ def test_bogus_figures_are_not_observed(bad: float) -> None:
     for name in (
         "openasr_inference_duration_seconds_count",
         "openasr_audio_window_duration_seconds_count",
+    ):
+        assert_metric_diff(before, 0, name)
+    for name in (
         "openasr_inference_real_time_factor_count",
         "openasr_inference_queue_wait_seconds_count",
     ):
-        assert_metric_diff(before, 0, name)
+        assert_metric_diff(before, 0, name, model="whisper-base")
 
 
 CHILD = """

@@ -114,10 +114,12 @@ class DeepgramConsumer(SessionConsumer):
                 encoding=self.options.session_encoding,
                 window_duration_ms=window_ms,
                 overlap_duration_ms=overlap_ms,
-                model_id=self.model.model_id,
+                # nova-3 and Deepgram's other names: the default model; a served id: its pool
+                model_id=self.options.model,
             ),
             now,
         )
+        self.encoder.model = ModelInfo(self.model.model_id)  # the pool that serves
 
     # --- events ---
 

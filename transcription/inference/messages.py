@@ -1,10 +1,11 @@
 """The worker contract: typed channel-layer messages between a session and an inference worker.
 
-A session sends a ``TranscribeJob`` to the channel of its priority (``inference_channel``: live
-windows to ``INFERENCE_CHANNEL``, file chunks to ``BATCH_CHANNEL``); the worker that takes it
-answers ``JobAccepted`` when it starts and ``JobResult`` (success or failure) when it ends, on the
-job's ``reply_channel``. A worker takes a batch job only when no live job waits
-(``worker.py``), so file transcription never queues ahead of a live window.
+Each served model is a pool with channels of its own (``inference_channel``: live windows to
+``asr.inference.<model_id>``, file chunks to ``asr.inference.<model_id>.batch``). A session sends
+a ``TranscribeJob`` to the channel of its model and priority; the worker that takes it answers
+``JobAccepted`` when it starts and ``JobResult`` (success or failure) when it ends, on the job's
+``reply_channel``. A worker takes a batch job only when no live job waits (``worker.py``), so
+file transcription never queues ahead of a live window.
 
 Channels delivery is at-most-once, so the sender owns timeouts and retries
 (``inference/client.py``); ``window_index`` and ``attempt`` make duplicates recognisable.
@@ -14,6 +15,7 @@ str, int, float, lists); nothing else builds or reads these dicts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args
@@ -25,13 +27,22 @@ from transcription.inference.types import InferenceRequest, Segment, Word
 
 Priority = Literal["live", "batch"]
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
-INFERENCE_CHANNEL = "asr.inference"  # live windows (and the name ``runworker`` is given)
-BATCH_CHANNEL = "asr.inference.batch"  # file chunks: taken only when no live window waits
+# The name ``runworker`` is given (``manage.py runworker asr.inference``: the worker serves the
+# model its settings name) and the prefix of every pool's channels.
+INFERENCE_CHANNEL = "asr.inference"
+BATCH_SUFFIX = ".batch"  # file chunks: taken only when no live window waits
+BATCH_CHANNEL = INFERENCE_CHANNEL + BATCH_SUFFIX  # the batch channel of the unnamed pool
+_CHANNEL_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
-def inference_channel(priority: Priority) -> str:
-    """The channel a job of ``priority`` is sent to: the one place the names are chosen."""
-    return BATCH_CHANNEL if priority == "batch" else INFERENCE_CHANNEL
+def inference_channel(priority: Priority, model_id: str = "") -> str:
+    """The channel a job of ``priority`` for ``model_id``'s pool is sent to: the one place the
+    names are built. ``model_id`` "" is the unnamed pool (``asr.inference``), for tests."""
+    live = INFERENCE_CHANNEL
+    if model_id:
+        # channels accepts only [a-zA-Z0-9_.-] in a channel name
+        live = f"{INFERENCE_CHANNEL}.{_CHANNEL_UNSAFE.sub('_', model_id)}"
+    return live + BATCH_SUFFIX if priority == "batch" else live
 
 
 class MessageError(ValueError):
@@ -78,11 +89,12 @@ class TranscribeJob:
     attempt: int = 0
     enqueued_at: float = 0.0  # wall clock (time.time()) when sent, for the queue-wait figure
     priority: Priority = "live"
+    model_id: str = ""  # the pool: which model transcribes it
 
     @property
     def channel(self) -> str:
-        """Where this job is sent (``inference_channel`` of its priority)."""
-        return inference_channel(self.priority)
+        """Where this job is sent (``inference_channel`` of its model and priority)."""
+        return inference_channel(self.priority, self.model_id)
 
     @property
     def audio_s(self) -> float:
@@ -114,6 +126,7 @@ class TranscribeJob:
             "audio_ctx": self.audio_ctx,
             "enqueued_at": self.enqueued_at,
             "priority": self.priority,
+            "model_id": self.model_id,
         }
 
     @classmethod
@@ -137,6 +150,7 @@ class TranscribeJob:
             audio_ctx=_get(message, "audio_ctx", int),
             enqueued_at=float(_get(message, "enqueued_at", (int, float))),
             priority=priority,
+            model_id=str(message.get("model_id", "")),
         )
 
 
@@ -209,6 +223,9 @@ class JobResult:
     queue_wait_s: float = 0.0
     audio_s: float = 0.0
     worker: str = ""
+    model_id: str = ""  # the model that transcribed it (the metrics' ``model`` label)
+    language: str = ""  # the language the window was transcribed in, when it was detected
+    language_probability: float = 0.0
 
     @classmethod
     def failure(cls, job: Mapping[str, Any], error: str, worker: str) -> JobResult:
@@ -223,6 +240,7 @@ class JobResult:
             ok=False,
             error=error[:500],
             worker=worker,
+            model_id=str(job.get("model_id", ""))[:128],
         )
 
     def to_message(self) -> dict[str, Any]:
@@ -238,6 +256,9 @@ class JobResult:
             "queue_wait_s": self.queue_wait_s,
             "audio_s": self.audio_s,
             "worker": self.worker,
+            "model_id": self.model_id,
+            "language": self.language,
+            "language_probability": self.language_probability,
         }
 
     @classmethod
@@ -256,4 +277,7 @@ class JobResult:
             queue_wait_s=float(message.get("queue_wait_s", 0.0)),
             audio_s=float(message.get("audio_s", 0.0)),
             worker=str(message.get("worker", "")),
+            model_id=str(message.get("model_id", "")),
+            language=str(message.get("language", "")),
+            language_probability=float(message.get("language_probability", 0.0)),
         )

@@ -198,7 +198,7 @@ class FileJob:
         result = JobResult.from_message(message)
         metrics.observe_result(result)
         if result.ok:
-            admission.observe(result)
+            admission.observe(result, model_id=self.model.model_id)
         else:
             log.warning("file window %d failed on a worker: %s", result.window_index, result.error)
         outputs = session.on_result(result, now)

@@ -36,7 +36,7 @@ from transcription.auth.keys import KEY_CACHE, AuthUnavailable, KeyIdentity
 from transcription.auth.ratelimit import check_new_session, client_ip, get_limiter
 from transcription.events import ClientError, Phrase
 from transcription.inference.types import Word
-from transcription.modelinfo import ModelInfo, resolve_serving_model
+from transcription.modelinfo import ModelInfo, find_model, route, served_models
 from transcription.openai_rest import bodylimit, formats
 from transcription.openai_rest.audiofile import AudioFile
 from transcription.openai_rest.errors import OpenAIError, invalid
@@ -119,7 +119,7 @@ async def admit(key: KeyIdentity | None, reservation: str, language: str, model:
             503, exc.message, code="service_unavailable", retry_after_s=RETRY_AFTER_S
         ) from None
     try:
-        await admission.admit(reservation, file_config(language, model))
+        await admission.admit(reservation, file_config(language, model), model.model_id)
     except ClientError as exc:
         raise OpenAIError(
             503, exc.message, code="service_unavailable", retry_after_s=RETRY_AFTER_S
@@ -220,8 +220,9 @@ async def transcriptions(request: HttpRequest) -> HttpResponseBase:
         key_name_var.set(key["name"] if key else None)
         upload = await read_upload(request)
         params = upload.params
-        model = resolve_serving_model(cfg)
         language = params.language or cfg.language
+        # ``model`` picks the pool (whisper-1 and other unknown ids: the default model)
+        model = route(cfg, params.model, language)
         check_language(language, model)
         audio = await asyncio.to_thread(open_audio, upload.file, cfg.max_upload_s)
         session_id = secrets.token_hex(16)
@@ -327,22 +328,25 @@ async def _stream(job: FileJob, audio: AudioFile, admitted: Admitted) -> AsyncIt
 
 @csrf_exempt
 async def models(request: HttpRequest, model_id: str | None = None) -> HttpResponse:
-    """GET /v1/models (OpenAI's list shape) and GET /v1/models/<id>: the serving model."""
+    """GET /v1/models (OpenAI's list shape) and GET /v1/models/<id>: the served models (one
+    worker pool each), the default first."""
     try:
         if request.method != "GET":
             raise OpenAIError(405, "Use GET for /v1/models")
         await authenticate(request)
-        served = _model_object(resolve_serving_model(settings.OPENASR))
+        cfg = settings.OPENASR
         if model_id is None:
-            return _json({"object": "list", "data": [served]})
-        if model_id != served["id"]:
+            return _json({"object": "list", "data": [_model_object(m) for m in served_models(cfg)]})
+        model = find_model(cfg, model_id)
+        if model is None or model.model_id != model_id:
+            ids = ", ".join(f"'{m.model_id}'" for m in served_models(cfg))
             raise OpenAIError(
                 404,
-                f"The model '{model_id[:100]}' does not exist: this server serves '{served['id']}'",
+                f"The model '{model_id[:100]}' does not exist: this server serves {ids}",
                 param="model",
                 code="model_not_found",
             )
-        return _json(served)
+        return _json(_model_object(model))
     except OpenAIError as exc:
         return exc.response()
 

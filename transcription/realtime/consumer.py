@@ -154,7 +154,8 @@ class RealtimeConsumer(SessionConsumer):
                 encoding=config.encoding,
                 window_duration_ms=cfg.window_ms,
                 overlap_duration_ms=cfg.overlap_ms,
-                model_id=self.model.model_id,
+                # whisper-1, gpt-4o-transcribe...: the default model; a served id: its pool
+                model_id=config.model,
             ),
             now,
         )

@@ -70,3 +70,13 @@ def test_a_job_without_a_priority_is_live_and_an_unknown_one_is_refused() -> Non
     message["priority"] = "urgent"
     with pytest.raises(MessageError, match="priority"):
         TranscribeJob.from_message(message)
+
+
+def test_each_model_has_its_own_live_and_batch_channels() -> None:
+    """inference_channel builds asr.inference.<model id>[.batch], safe for channels' names."""
+    assert inference_channel("live", "whisper-base") == "asr.inference.whisper-base"
+    assert inference_channel("batch", "whisper-tiny.en") == "asr.inference.whisper-tiny.en.batch"
+    assert inference_channel("live", "whisper-my model") == "asr.inference.whisper-my_model"
+    job = TranscribeJob("r", "s", 0, np.zeros(16, np.float32), model_id="whisper-base")
+    assert job.channel == "asr.inference.whisper-base"
+    assert TranscribeJob.from_message(job.to_message()).model_id == "whisper-base"
