@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-nodeps.txt
 WSS_MODEL ?= tiny.en
 BUNDLED_MODELS := tiny.en base
 RUN_SYS_PKGS := libopus0
-TEST_SYS_PKGS := libopus0 flite espeak-ng sox festival festvox-us-slt-hts redis-server chromium nodejs
+TEST_SYS_PKGS := libopus0 flite espeak-ng sox festival festvox-us-slt-hts redis-server redis-sentinel \
+	chromium nodejs
 # make image-test: podman (runc, chroot builds), debootstrap (a local base when the official one
 # cannot be pulled), and the services and tools the image is run against.
 IMAGE_SYS_PKGS := podman runc debootstrap postgresql redis-server nginx flite

@@ -105,6 +105,16 @@ def _list(name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _host_ports(name: str, raw: str) -> tuple[str, ...]:
+    """``host:port`` items, comma separated; each port between 1 and 65535."""
+    items = _list(name, raw)
+    for item in items:
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"{name} has item {item!r}: must be host:port (port 1-65535)")
+    return items
+
+
 def _api_key(name: str, raw: str) -> str:
     """The static key: empty (none) or at least ``API_KEY_MIN_CHARS`` characters. The message
     never repeats the value: it is a secret even when it is a bad one."""
@@ -545,6 +555,24 @@ SETTINGS: tuple[Setting[Any], ...] = (
         ("redis", "url"),
         "Redis for channel layer, checkpoints, rate limits; empty: in-process",
     ),
+    Setting(
+        "REDIS_SENTINELS",
+        "redis_sentinels",
+        _host_ports,
+        "",
+        ("redis", "sentinels"),
+        "Redis Sentinel addresses (host:port, comma separated): the master is found through "
+        "them and followed across failovers; REDIS_URL then gives only the password and "
+        "database. Empty: REDIS_URL's host is used",
+    ),
+    Setting(
+        "REDIS_SENTINEL_MASTER",
+        "redis_sentinel_master",
+        _str,
+        "mymaster",
+        ("redis", "sentinel_master"),
+        "Name of the master the Sentinels monitor",
+    ),
 )
 
 
@@ -608,6 +636,8 @@ class ServerConfig:
     fake_backend_rtf: float
     fake_backend_fail: bool
     redis_url: str = field(repr=False)  # may carry the Redis password
+    redis_sentinels: tuple[str, ...]
+    redis_sentinel_master: str
 
     def __post_init__(self) -> None:
         """Called on every construction: each field has its declared type, and settings that
@@ -621,6 +651,19 @@ class ServerConfig:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             # the value is not echoed: a URL may carry a password
             raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        if self.redis_sentinels and not self.redis_url.startswith("redis://"):
+            raise ConfigError(
+                "REDIS_SENTINELS needs REDIS_URL set to a redis:// URL (its password and "
+                "database are used for the master the Sentinels name)"
+            )
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ConfigError("REDIS_SENTINEL_MASTER must not be empty with REDIS_SENTINELS")
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``REDIS_SENTINELS`` as (host, port) pairs (empty without Sentinel)."""
+        pairs = (item.rpartition(":") for item in self.redis_sentinels)
+        return [(host.strip("[]"), int(port)) for host, _, port in pairs]
 
     @property
     def effective_threads(self) -> int:

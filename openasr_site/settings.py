@@ -11,6 +11,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from openasr_site.config import BASE_DIR, ConfigError, load_config
+from transcription.redis_pool import channel_layer_host
 
 # whisper.cpp's OpenMP threads spin while waiting by default; with more busy threads than cores
 # (2 inference threads next to daphne, a second worker, ...) one window then takes 10-20x longer.
@@ -143,8 +144,10 @@ if OPENASR.redis_url:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 # redis-py's 5 s default read timeout equals channels_redis's blocking receive
-                # timeout, so an idle worker would die; a value in the URL still wins.
-                "hosts": [{"address": OPENASR.redis_url, "socket_timeout": 15}],
+                # timeout, so an idle worker would die; a value in the URL still wins. With
+                # REDIS_SENTINELS, the master the Sentinels name (channels_redis's Sentinel
+                # support), followed across failovers.
+                "hosts": [channel_layer_host(OPENASR, socket_timeout_s=15)],
                 # windows are up to 60 s of int16 audio (~1.9 MB); results must not expire
                 # while a busy worker drains the queue
                 "capacity": 500,

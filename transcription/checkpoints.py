@@ -34,10 +34,13 @@ LIVE_KEY_PREFIX = "openasr:live:"
 # A live-session marker outlives its owner by at most LIVE_TTL_S when a node dies without
 # cleaning up; the owner refreshes it every LIVE_REFRESH_S. A resume does not wait for the TTL:
 # it probes the owner over the channel layer and takes the marker over when nobody answers
-# within LIVE_PROBE_TIMEOUT_S (see ``TranscriptionConsumer._claim_live``).
+# within LIVE_PROBE_TIMEOUT_S (``live.claim``). A live owner answers from its channel-layer receive,
+# not behind the frame it is handling (``SessionConsumer.answer_early``), so one round trip over
+# Redis plus a loaded event loop's lag is all it needs; the resume of a dead node's session
+# waits no longer than this.
 LIVE_TTL_S = 15
 LIVE_REFRESH_S = 5.0
-LIVE_PROBE_TIMEOUT_S = 1.5
+LIVE_PROBE_TIMEOUT_S = 0.5
 SIGNATURE_FIELD = "signature"
 OWNER_FIELD = "key_id"
 SESSION_ID_MAX_CHARS = 64

@@ -269,6 +269,14 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
                 result.audio_s,
             )
 
+    async def answer_early(self, message: dict[str, Any]) -> bool:
+        """A live probe is answered as it arrives: the prober waits only
+        ``LIVE_PROBE_TIMEOUT_S`` before taking the session over (``live.py``)."""
+        if message.get("type") != live.PROBE_TYPE:
+            return False
+        await self.asr_live_probe(message)
+        return True
+
     async def asr_live_probe(self, message: dict[str, Any]) -> None:
         """Another connection wants to resume a session: answer if this one owns it."""
         try:

@@ -86,12 +86,20 @@ class OutageTolerantReceive:
 
     _layer_receive: Callable[[], Awaitable[dict[str, Any]]]
 
+    async def answer_early(self, message: dict[str, Any]) -> bool:
+        """Called with each channel-layer message as it arrives, before it waits for the
+        consumer's dispatch (busy with a frame, maybe); True when it was fully handled here."""
+        return False
+
     @property
     def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:
         layer_receive = self._layer_receive
 
         async def receive() -> dict[str, Any]:
-            return await receive_through_outages(layer_receive, "consumer")
+            while True:
+                message = await receive_through_outages(layer_receive, "consumer")
+                if not await self.answer_early(message):
+                    return message
 
         return receive
 

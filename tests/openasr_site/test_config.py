@@ -202,3 +202,19 @@ def test_static_api_key_of_32_characters_or_none_is_accepted(tmp_path: Path) -> 
     assert load_config({**toml(tmp_path, ""), "WSS_API_KEY": ""}).api_key == ""
     with pytest.raises(ConfigError, match="WSS_API_KEY"):
         load_config(toml(tmp_path, '[auth]\napi_key = "too-short"\n'))
+
+
+def test_sentinel_addresses_are_parsed_and_checked(tmp_path: Path) -> None:
+    """REDIS_SENTINELS gives (host, port) pairs; a bad item, a missing or non-redis:// REDIS_URL
+    are refused naming the variable."""
+    env = {**toml(tmp_path, ""), "REDIS_URL": "redis://:pw@ignored:6379/2"}
+    cfg = load_config({**env, "REDIS_SENTINELS": "s1:26379, [::1]:26380"})
+    assert cfg.sentinel_addresses == [("s1", 26379), ("::1", 26380)]
+    assert cfg.redis_sentinel_master == "mymaster"
+    assert load_config(env).sentinel_addresses == []
+    with pytest.raises(ConfigError, match="REDIS_SENTINELS has item 's1'"):
+        load_config({**env, "REDIS_SENTINELS": "s1"})
+    with pytest.raises(ConfigError, match="REDIS_SENTINELS needs REDIS_URL"):
+        load_config({**toml(tmp_path, ""), "REDIS_SENTINELS": "s1:26379"})
+    with pytest.raises(ConfigError, match="REDIS_SENTINELS needs REDIS_URL"):
+        load_config({**env, "REDIS_URL": "unix:///r.sock", "REDIS_SENTINELS": "s1:26379"})

@@ -4,11 +4,12 @@ and to notice a dead worker's window (``inference/client.py``).
 
 A heartbeat is a key with a TTL (``worker_key``), refreshed every ``HEARTBEAT_INTERVAL_S``; a
 worker that dies disappears within ``HEARTBEAT_TTL_MS``, which is what bounds how soon a window
-it held is re-sent (docs/DEPLOYING.md "What a failure costs"). Four refreshes fit in one TTL,
-so a worker whose loop is briefly starved of CPU is not declared dead. The keys are listed in
+it held is re-sent (docs/DEPLOYING.md "What a failure costs"). Five refreshes fit in one TTL,
+so a worker whose loop is briefly starved of CPU is not declared dead (at worst a false
+verdict costs one duplicate inference: the sender ignores the second answer). The keys are listed in
 one set (``WORKERS_KEY``), so a lookup costs two commands however many keys Redis holds. The
 lookup is cached for ``LOOKUP_CACHE_S``, so the probes and the sessions of a node ask Redis at
-most twice a second.
+most four times a second.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ log = logging.getLogger(__name__)
 
 WORKER_KEY_PREFIX = "openasr:worker:"
 WORKERS_KEY = "openasr:workers"  # the set of worker ids that have a heartbeat key
-HEARTBEAT_INTERVAL_S = 0.5
-HEARTBEAT_TTL_MS = 2000
-LOOKUP_CACHE_S = 0.5
+HEARTBEAT_INTERVAL_S = 0.3
+HEARTBEAT_TTL_MS = 1500
+LOOKUP_CACHE_S = 0.25
 
 Heartbeat = dict[str, Any]  # worker_id, concurrency, running, channels, at
 
