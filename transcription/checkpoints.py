@@ -24,7 +24,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from transcription import metrics
 from transcription.events import ClientError, ErrorCode
 from transcription.redis_pool import Redis, get_redis
-from transcription.session_state import ResumeState
+from transcription.session_state import ResumeState, resumed_language
 from transcription.transcript import Transcript
 
 log = logging.getLogger(__name__)
@@ -387,4 +387,6 @@ def restore(checkpoint: Mapping[str, Any]) -> ResumeState:
         except (KeyError, TypeError, ValueError, OverflowError):
             raise _not_found("the checkpoint's word timeline is malformed") from None
         transcript = Transcript.from_text_and_tail(text, tail.words)
-    return ResumeState(transcript=transcript, last_audio_ms=last_audio_ms)
+    return ResumeState(
+        transcript=transcript, last_audio_ms=last_audio_ms, language=resumed_language(checkpoint)
+    )

@@ -106,6 +106,10 @@ class Phrase:
     words: tuple[Word, ...] = ()
     status: Literal["Success", "EndOfStream"] = "Success"
     confidence: float = 0.0
+    # The session's language (docs/PROTOCOL.md "Language detection"): its code once known, and
+    # for a language detected from "auto", how sure the detection was.
+    language: str | None = None
+    language_probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,6 +202,15 @@ class LanguageLock:
         """The locked language, else the last window's detection (None before any)."""
         return self.locked or self.last
 
+    def fields(self, known: Detected | None) -> dict[str, str | float]:
+        """``language`` (and for a detected one ``language_probability``) of a phrase or a
+        checkpoint: extra fields, none while an ``auto`` session has detected nothing."""
+        if known is None:
+            return {}
+        if self.requested != AUTO:
+            return {"language": known.code}
+        return {"language": known.code, "language_probability": round(known.probability, 4)}
+
     def observe(self, code: str, probability: float) -> None:
         """Called with each window's result; ``code`` is empty when the worker detected
         nothing (a window transcribed in the language it was given)."""

@@ -283,18 +283,19 @@ def encode(event: Event, session_id: str) -> str:
                 },
             )
         case Phrase():
-            return _frame(
-                "speech.phrase",
-                session_id,
-                {
-                    "offset": event.offset_ms,
-                    "duration": event.duration_ms,
-                    "text": event.text,
-                    "confidence": event.confidence,
-                    "status": event.status,
-                    "words": words_payload(event.words),
-                },
-            )
+            phrase: dict[str, Any] = {
+                "offset": event.offset_ms,
+                "duration": event.duration_ms,
+                "text": event.text,
+                "confidence": event.confidence,
+                "status": event.status,
+                "words": words_payload(event.words),
+            }
+            if event.language is not None:
+                phrase["language"] = event.language
+            if event.language_probability is not None:
+                phrase["language_probability"] = event.language_probability
+            return _frame("speech.phrase", session_id, phrase)
         case Checkpoint():
             return _frame("speech.checkpoint", session_id, event.payload)
         case Backpressure():

@@ -350,6 +350,7 @@ class Session:
         c = self.configured
         span, c.span = c.span, None
         assert span is not None
+        c.language.observe(result.language, result.language_probability)
         shifted = [seg.shifted(span.start_ms) for seg in result.segments]
         words = [w for seg in shifted for w in seg.words]
         if job.prompt and self._skipped_speech(span, words):
@@ -373,7 +374,7 @@ class Session:
             if c.flushes:
                 c.flush_words += decision.committed  # sent with the Flushed event
             else:
-                out.events.append(_phrase(decision.committed))
+                out.events.append(self._phrase(decision.committed))
         release_ms = decision.release_ms
         if span.final and c.flushes:
             release_ms = self._flush_resume_ms(span, release_ms)
@@ -473,7 +474,7 @@ class Session:
                 session_id=c.session_id,
                 window_index=c.next_window_index,
                 samples=samples,
-                language=c.config.language,
+                language=c.language.request,
                 prompt=self._prompt(span),
                 beam_size=self.limits.beam_size,
                 n_threads=self.limits.n_threads,
@@ -503,12 +504,12 @@ class Session:
     def _finish(self, out: Outputs) -> None:
         transcript = self.transcript
         out.events.append(
-            Phrase(
-                0,
-                self.buffer.end_ms,
-                transcript.text,
-                (),
-                "EndOfStream",
+            replace(
+                self._phrase(()),
+                offset_ms=0,
+                duration_ms=self.buffer.end_ms,
+                text=transcript.text,
+                status="EndOfStream",
                 confidence=confidence(transcript.words),
             )
         )
@@ -544,16 +545,28 @@ class Session:
             },
             "backend_model_id": c.model_id,
             "words": Transcript(list(tail)).to_json()["words"] if tail else [],
+            **c.language.fields(c.language.locked),
         }
+
+    def _phrase(self, words: Sequence[Word]) -> Phrase:
+        """A ``Success`` phrase of ``words``, with the session's language."""
+        start, end = (words[0].start_ms, words[-1].end_ms) if words else (0, 0)
+        text = " ".join(w.text for w in words)
+        fields = self.configured.language.fields(self.configured.language.current)
+        probability = fields.get("language_probability")
+        return Phrase(
+            start,
+            end - start,
+            text,
+            tuple(words),
+            "Success",
+            confidence(words),
+            language=str(fields["language"]) if "language" in fields else None,
+            language_probability=float(probability) if probability is not None else None,
+        )
 
     def _checkpoint(self, out: Outputs) -> None:
         out.events.append(Checkpoint(self.configured.signer(self.checkpoint())))
-
-
-def _phrase(words: Sequence[Word]) -> Phrase:
-    start, end = words[0].start_ms, words[-1].end_ms
-    text = " ".join(w.text for w in words)
-    return Phrase(start, end - start, text, tuple(words), "Success", confidence(words))
 
 
 def _hypothesis(words: Sequence[Word]) -> Hypothesis:

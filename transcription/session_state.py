@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +25,7 @@ from transcription.events import (
 )
 from transcription.inference.messages import TranscribeJob
 from transcription.inference.types import Word
+from transcription.languages import CODES, Detected, LanguageLock
 from transcription.limits import AudioAllowance, SessionLimits
 from transcription.policy import (
     Span,
@@ -63,10 +64,23 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 @dataclass(frozen=True, slots=True)
 class ResumeState:
-    """What a verified checkpoint restores: transcript, word tail and timeline position."""
+    """What a verified checkpoint restores: transcript, word tail, timeline position and the
+    language an ``auto`` session locked."""
 
     transcript: Transcript
     last_audio_ms: int
+    language: Detected | None = None
+
+
+def resumed_language(checkpoint: Mapping[str, Any]) -> Detected | None:
+    """The locked language of a checkpoint (``language`` and ``language_probability``, extra
+    fields: a checkpoint without them, or with anything else in them, has none)."""
+    code, probability = checkpoint.get("language"), checkpoint.get("language_probability", 1.0)
+    if not isinstance(code, str) or code not in CODES:
+        return None
+    if isinstance(probability, bool) or not isinstance(probability, int | float):
+        return None
+    return Detected(code, min(1.0, max(0.0, float(probability))))
 
 
 @dataclass(slots=True)
@@ -164,6 +178,7 @@ class Configured:
         self.session_id = session_id
         self.config = config
         self.model_id = model_id
+        self.language = LanguageLock(config.language, resumed=resume.language if resume else None)
         self.signer = signer
         self.timeline_start_ms = resume.last_audio_ms if resume else 0
         self.transcript = resume.transcript if resume else Transcript()

@@ -35,6 +35,7 @@ from django.conf import settings
 
 from transcription import metrics
 from transcription.inference import heartbeat, loader
+from transcription.inference.base import run_window
 from transcription.inference.messages import (
     INFERENCE_CHANNEL,
     JobAccepted,
@@ -109,8 +110,8 @@ class InferenceConsumer(OutageTolerantReceive, AsyncConsumer):
         model_id = self.scope.get(MODEL_SCOPE_KEY, "")
         backend = await loop.run_in_executor(None, loader.get_backend, model_id)
         t0 = time.monotonic()
-        segments = await loop.run_in_executor(
-            loader.executor(model_id), backend.transcribe, job.samples, job.request()
+        segments, detection = await loop.run_in_executor(
+            loader.executor(model_id), run_window, backend, job.samples, job.request()
         )
         # No metrics here: the server records these figures from the reply
         # (metrics.observe_result), where Prometheus scrapes them in both deployments.
@@ -125,6 +126,8 @@ class InferenceConsumer(OutageTolerantReceive, AsyncConsumer):
             audio_s=job.audio_s,
             worker=WORKER_ID,
             model_id=model_id,
+            language=detection.code if detection else "",
+            language_probability=detection.probability if detection else 0.0,
         )
 
 

@@ -532,3 +532,71 @@ def test_a_clear_during_a_pending_flush_waits_for_it() -> None:
     flushed = [e for e in events if isinstance(e, Flushed)]
     assert [" ".join(w.text for w in f.words) for f in flushed] == [BURST_WORDS[0]]
     assert texts(events) == f"{BURST_WORDS[0]} {BURST_WORDS[2]}"
+
+
+# --- language: "auto" detects, locks and reports ---
+
+
+def auto_session() -> Session:
+    s = Session(SessionLimits(vad="energy", audio_buffer_ms=60_000), reply_channel="reply")
+    s.start("s", SpeechConfig("auto", RATE, "pcm_s16le", 5000, 500, "whisper-base"), model_id="m")
+    return s
+
+
+def detected(job: TranscribeJob, texts: str, language: str, p: float) -> JobResult:
+    """The worker's reply to a job it ran language detection for."""
+    segment = words_segment(job, texts)
+    return JobResult(
+        "s", job.window_index, job.attempt, ok=True, segments=(segment,),
+        language=language, language_probability=p,
+    )  # fmt: skip
+
+
+def test_auto_sends_windows_for_detection_until_a_clear_one_locks_the_language() -> None:
+    """Windows go as "auto"; a result detected as de (p 0.95) locks de: later windows go as
+    "de", phrases and the checkpoint carry language and language_probability."""
+    s = auto_session()
+    jobs = feed(s, SPEECH)
+    assert jobs and jobs[0].language == "auto"
+    out = s.on_result(detected(jobs[0], "guten morgen", "de", 0.95), 1.0)
+    phrases = [e for e in out.events if isinstance(e, Phrase)]
+    assert phrases and (phrases[0].language, phrases[0].language_probability) == ("de", 0.95)
+    checkpoint = next(e for e in out.events if isinstance(e, Checkpoint)).payload
+    assert (checkpoint["language"], checkpoint["language_probability"]) == ("de", 0.95)
+    assert out.jobs and out.jobs[0].language == "de"
+
+
+def test_an_unclear_detection_does_not_lock_and_is_not_in_the_checkpoint() -> None:
+    """p 0.5: the phrase reports the window's language, the next window is detected again."""
+    s = auto_session()
+    jobs = feed(s, SPEECH)
+    out = s.on_result(detected(jobs[0], "hola", "es", 0.5), 1.0)
+    phrase = next(e for e in out.events if isinstance(e, Phrase))
+    assert (phrase.language, phrase.language_probability) == ("es", 0.5)
+    assert "language" not in next(e for e in out.events if isinstance(e, Checkpoint)).payload
+    assert out.jobs and out.jobs[0].language == "auto"
+
+
+def test_a_given_language_is_reported_without_a_probability() -> None:
+    """language "en": phrases say "en", no probability, and every window goes as "en"."""
+    s = session()
+    jobs = feed(s, SPEECH)
+    assert jobs[0].language == "en"
+    out = s.on_result(result(jobs[0], [words_segment(jobs[0], "hello there")]), 1.0)
+    phrase = next(e for e in out.events if isinstance(e, Phrase))
+    assert (phrase.language, phrase.language_probability) == ("en", None)
+
+
+def test_a_resumed_auto_session_keeps_the_language_its_checkpoint_locked() -> None:
+    """The checkpoint's language (resumed_language) is the resumed session's from the start."""
+    from transcription.session_state import ResumeState, resumed_language
+    from transcription.transcript import Transcript
+
+    locked = resumed_language({"language": "fr", "language_probability": 0.97})
+    assert resumed_language({"language": "xx"}) is None and resumed_language({}) is None
+    s = Session(SessionLimits(vad="energy", audio_buffer_ms=60_000), reply_channel="reply")
+    config = SpeechConfig("auto", RATE, "pcm_s16le", 5000, 500, "m")
+    s.start("s", config, model_id="m", resume=ResumeState(Transcript(), 0, language=locked))
+    jobs = feed(s, SPEECH)
+    assert jobs and jobs[0].language == "fr"
+    assert s.checkpoint()["language"] == "fr"

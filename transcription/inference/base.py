@@ -4,13 +4,14 @@ picks one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from transcription.inference.types import InferenceRequest, Segment
-from transcription.languages import AUTO, CODES, ENGLISH
+from transcription.languages import AUTO, CODES, ENGLISH, LANGUAGES, Detected
 from transcription.modelfiles.ggml import GGML_MAGIC
 
 # First four bytes of a GGML whisper file: the uint32 magic, little-endian ("lmgg").
@@ -28,6 +29,11 @@ class Backend(Protocol):
 
     def transcribe(self, samples: np.ndarray, request: InferenceRequest) -> list[Segment]:
         """Blocking; called from a worker thread. Times are ms from the start of ``samples``."""
+        ...
+
+    def detect_language(self, samples: np.ndarray, request: InferenceRequest) -> Detected:
+        """Blocking; called from a worker thread for a window of a multilingual model sent
+        with language "auto": its most likely language and that language's probability."""
         ...
 
     def close(self) -> None:
@@ -68,6 +74,26 @@ def whisper_language(language: str, multilingual: bool) -> str:
         return ENGLISH
     code = language.strip().lower()
     return code if code in CODES else AUTO
+
+
+def run_window(
+    backend: Backend, samples: np.ndarray, request: InferenceRequest
+) -> tuple[list[Segment], Detected | None]:
+    """One window on a worker thread: a multilingual model asked for "auto" (or a code it does
+    not know) first detects the language, then transcribes the window in it, and says which
+    (docs/PROTOCOL.md "Language detection"); any other request is transcribed as given."""
+    detection = None
+    if backend.multilingual and whisper_language(request.language, True) == AUTO:
+        detection = backend.detect_language(samples, request)
+        request = replace(request, language=detection.code)
+    return backend.transcribe(samples, request), detection
+
+
+def detected(lang_id: int, probability: float) -> Detected:
+    """whisper_lang_auto_detect's answer as a code (its ids index ``LANGUAGES``)."""
+    if not 0 <= lang_id < len(LANGUAGES):
+        raise RuntimeError(f"whisper.cpp language detection failed (id {lang_id})")
+    return Detected(LANGUAGES[lang_id][0], float(probability))
 
 
 def model_name_from_path(path: Path) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 from transcription.audio import SAMPLE_RATE_HZ
 from transcription.inference.filters import DEFAULT_FILTERS, FilterConfig, filter_segments
 from transcription.inference.types import InferenceRequest, Segment, Word
+from transcription.languages import Detected
 
 WORD_MS = 500
 # RMS below this counts as silence (about -50 dBFS).
@@ -26,8 +27,6 @@ SILENCE_RMS = 0.003
 
 class FakeBackend:
     """A Backend that returns ``tok{n}`` words (or a script) and takes a configurable time."""
-
-    multilingual = False
 
     def __init__(
         self,
@@ -38,12 +37,17 @@ class FakeBackend:
         script: Sequence[str] | None = None,
         filters: FilterConfig = DEFAULT_FILTERS,
         fail: bool = False,
+        multilingual: bool = False,
+        language: str = "en",
+        language_probability: float = 1.0,
     ) -> None:
         self.model_name = "fake"
         self.model_path = model_path or Path("fake")
         self.concurrency = concurrency
         self.seconds_per_audio_second = seconds_per_audio_second
         self.fail = fail  # raise on every call: a worker whose inference fails
+        self.multilingual = multilingual
+        self.language, self.language_probability = language, language_probability  # detected
         self.script = tuple(script) if script is not None else None
         self._filters = filters
         self._slots = threading.BoundedSemaphore(concurrency)
@@ -71,6 +75,10 @@ class FakeBackend:
             words=tuple(words),
         )
         return filter_segments([segment], self._filters)
+
+    def detect_language(self, samples: np.ndarray, request: InferenceRequest) -> Detected:
+        """``language`` (a constructor argument, "en" by default) with ``probability``."""
+        return Detected(self.language, self.language_probability)
 
     def close(self) -> None:
         """Nothing to free."""

@@ -20,6 +20,7 @@ from transcription.inference.base import (
     apply_params,
     check_model_file,
     common_params,
+    detected,
     effective_threads,
     model_name_from_path,
     whisper_language,
@@ -27,6 +28,7 @@ from transcription.inference.base import (
 from transcription.inference.filters import DEFAULT_FILTERS, FilterConfig, filter_segments
 from transcription.inference.types import InferenceRequest, Segment
 from transcription.inference.words import RawToken, read_segments
+from transcription.languages import Detected
 
 
 class _Slot:
@@ -118,6 +120,20 @@ class PyWhisperCppBackend:
             audio_ms = len(audio) * 1000 // SAMPLE_RATE_HZ
             segments = read_segments(_ContextReader(self._pw, slot.ctx), audio_ms)
         return filter_segments(segments, self._filters)
+
+    def detect_language(self, samples: np.ndarray, request: InferenceRequest) -> Detected:
+        """whisper.cpp's language detection with a free model: the mel of ``samples``, one
+        encoder pass, the language tokens' probabilities (whisper_lang_auto_detect)."""
+        audio = np.ascontiguousarray(samples, dtype=np.float32)
+        n_threads = effective_threads(request, self.n_threads)
+        # Filled in place: a C-contiguous float32 array is passed to C without a copy.
+        probs = np.zeros(int(self._pw.whisper_lang_max_id()) + 1, dtype=np.float32)
+        with self._checkout() as slot:
+            rc = self._pw.whisper_pcm_to_mel(slot.ctx, audio, len(audio), n_threads)
+            if rc != 0:
+                raise RuntimeError(f"whisper_pcm_to_mel failed with code {rc}")
+            lang_id = int(self._pw.whisper_lang_auto_detect(slot.ctx, 0, n_threads, probs))
+        return detected(lang_id, float(probs[lang_id]) if lang_id >= 0 else 0.0)
 
     def close(self) -> None:
         """Drop the models (pywhispercpp frees each context when its Model is collected)."""

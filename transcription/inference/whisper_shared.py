@@ -45,6 +45,7 @@ from transcription.inference.base import (
     apply_params,
     check_model_file,
     common_params,
+    detected,
     effective_threads,
     model_name_from_path,
     whisper_language,
@@ -52,6 +53,7 @@ from transcription.inference.base import (
 from transcription.inference.filters import DEFAULT_FILTERS, FilterConfig, filter_segments
 from transcription.inference.types import InferenceRequest, Segment
 from transcription.inference.words import RawToken, read_segments
+from transcription.languages import Detected
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +255,12 @@ def _declare(lib: ctypes.CDLL) -> None:
         "whisper_free": (None, [ctx]),
         "whisper_is_multilingual": (c_int, [ctx]),
         "whisper_lang_id": (c_int, [c_char_p]),
+        "whisper_lang_max_id": (c_int, []),
+        "whisper_pcm_to_mel_with_state": (c_int, [ctx, state, POINTER(c_float), c_int, c_int]),
+        "whisper_lang_auto_detect_with_state": (
+            c_int,
+            [ctx, state, c_int, c_int, POINTER(c_float)],
+        ),
         "whisper_token_eot": (c_int32, [ctx]),
         "whisper_full_with_state": (
             c_int,
@@ -560,6 +568,23 @@ class SharedWhisperBackend:
             segments = read_segments(_StateReader(self._lib, self._open_ctx(), state), audio_ms)
         del keepalive
         return filter_segments(segments, self._filters)
+
+    def detect_language(self, samples: np.ndarray, request: InferenceRequest) -> Detected:
+        """whisper.cpp's language detection on a free state: the mel of ``samples``, one
+        encoder pass, the language tokens' probabilities (whisper_lang_auto_detect)."""
+        audio = np.ascontiguousarray(samples, dtype=np.float32)
+        n_threads = effective_threads(request, self.n_threads)
+        probs = (c_float * (int(self._lib.whisper_lang_max_id()) + 1))()
+        with self._checkout() as state:
+            ctx = self._open_ctx()
+            samples_ptr = audio.ctypes.data_as(POINTER(c_float))
+            rc = self._lib.whisper_pcm_to_mel_with_state(
+                ctx, state, samples_ptr, len(audio), n_threads
+            )
+            if rc != 0:
+                raise RuntimeError(f"whisper_pcm_to_mel_with_state failed with code {rc}")
+            lang_id = self._lib.whisper_lang_auto_detect_with_state(ctx, state, 0, n_threads, probs)
+        return detected(lang_id, probs[lang_id] if lang_id >= 0 else 0.0)
 
     def close(self) -> None:
         """Free every state and the context; idempotent."""

@@ -4,13 +4,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from transcription.inference import backend as backend_mod
 from transcription.inference import base, whisper_shared
 from transcription.inference.backend import load_backend
-from transcription.inference.base import check_model_file, effective_threads, model_name_from_path
+from transcription.inference.base import (
+    check_model_file,
+    effective_threads,
+    model_name_from_path,
+    run_window,
+)
+from transcription.inference.fake import FakeBackend
 from transcription.inference.types import InferenceRequest
+from transcription.languages import Detected
 
 
 @pytest.fixture
@@ -104,3 +112,33 @@ def test_unknown_kind_and_bad_counts_are_refused(ggml_file: Path) -> None:
 def test_no_language_value_fails_a_window(language: str, multilingual: bool, given: str) -> None:
     """whisper.cpp is given a code it knows: unknown codes are detected, English-only is en."""
     assert base.whisper_language(language, multilingual) == given
+
+
+def test_a_multilingual_model_detects_an_auto_window_and_reports_the_language() -> None:
+    """run_window: "auto" on a multilingual backend detects first, transcribes in the
+    detected language and returns the detection; a given code or an English-only model
+    detects nothing."""
+    backend = FakeBackend(multilingual=True, language="de", language_probability=0.91)
+    audio = np.full(16000, 0.1, dtype=np.float32)
+    _, found = run_window(backend, audio, InferenceRequest(language="auto"))
+    assert found == Detected("de", 0.91)
+    assert run_window(backend, audio, InferenceRequest(language="fr"))[1] is None
+    assert run_window(FakeBackend(), audio, InferenceRequest(language="auto"))[1] is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["shared", "pywhispercpp"])
+def test_base_detects_german_speech_with_a_clear_probability(
+    kind: str, base_model_path: Path
+) -> None:
+    """whisper.cpp's language detection on a real German sentence: de, p > 0.8, through
+    either backend's binding (pywhispercpp fills the probabilities in place)."""
+    from tests.support.multi import clips
+
+    clip = clips("de")[0]
+    backend = load_backend(kind, base_model_path, concurrency=1, n_threads=2)  # type: ignore[arg-type]
+    try:
+        found = backend.detect_language(clip.samples, InferenceRequest(language="auto"))
+    finally:
+        backend.close()
+    assert found.code == "de" and found.probability > 0.8
