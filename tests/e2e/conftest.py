@@ -58,7 +58,15 @@ def redis_deployment(model_env: dict[str, str]) -> Iterator[tuple[Server, Proces
 
 @pytest.fixture(scope="session")
 def fake_server() -> Iterator[Server]:
-    """daphne with the FAKE backend (protocol tests only: no model, instant 'transcripts')."""
-    server = start_server({"WSS_BACKEND": "fake", "WSS_VAD": "off", "DATABASE_URL": migrated_db()})
+    """daphne with the FAKE backend (protocol tests only: no model, instant 'transcripts'),
+    serving the English-only default model alone (WSS_MODELS), so "de" is refused there."""
+    server = start_server(
+        {
+            "WSS_BACKEND": "fake",
+            "WSS_VAD": "off",
+            "WSS_MODELS": "tiny.en",
+            "DATABASE_URL": migrated_db(),
+        }
+    )
     yield server
     server.stop()
