@@ -27,6 +27,7 @@ PLAN: tuple[tuple[str, list[str], int, int], ...] = (
     ("capacity", ["--max-n", "8", "--seconds", "16"], 240, 100),
     ("ingest", ["--seconds", "30"], 60, 25),
     ("memory", [], 90, 30),
+    ("failover", [], 200, 100),
     # base at 2 s windows alone takes ~6 min with the full encoder: kept out of make bench
     # (run ``quality.py`` without --short-window-models for it).
     (

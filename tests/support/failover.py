@@ -332,7 +332,7 @@ class Outcome:
         """What the benchmark prints: the caption gap the failure caused and the delays."""
         delays = self.run.delays_s()
         out: dict[str, Any] = {
-            "caption_gap_s": round(self.run.gap_s(self.failed_at), 2),
+            "caption_gap_s": _finite(round(self.run.gap_s(self.failed_at), 2)),
             "max_caption_delay_s": round(max(delays), 2) if delays else None,
             "errors": len(self.run.errors),
             "close_codes": self.run.close_codes,
@@ -347,6 +347,11 @@ class Outcome:
             out["reconnect_to_ack_s"] = round(self.run.resumed_ack_at - self.run.reconnected_at, 2)
             out["replayed_ms"] = self.run.replayed_ms
         return out
+
+
+def _finite(value: float) -> float | None:
+    """None for "never" (no caption after the failure), so the JSON stays JSON."""
+    return value if value != float("inf") else None
 
 
 def _ready_again(server: Server, timeout_s: float) -> tuple[bool, float]:
