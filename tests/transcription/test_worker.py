@@ -5,6 +5,7 @@ worker answers every job, good or bad, and never dies."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from channels.layers import get_channel_layer
 from channels.testing import ApplicationCommunicator
 from django_prometheus.testutils import assert_metric_diff, save_registry
 
+from transcription import worker as worker_module
 from transcription.inference import loader
 from transcription.inference.fake import FakeBackend
 from transcription.inference.messages import (
@@ -240,3 +242,50 @@ async def test_a_busy_worker_takes_no_job_off_the_layer() -> None:
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
+
+
+class DownLayer:
+    """The in-memory layer behind a Redis that refuses ``failures`` receives first."""
+
+    def __init__(self, layer: Any, failures: int) -> None:
+        self.layer = layer
+        self.failures = failures
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return await self.layer.receive(channel)
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        await self.layer.send(channel, message)
+
+
+async def test_a_redis_outage_never_ends_the_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Receives that fail (Redis away) are retried with a backoff, the slot given back each
+    time; once Redis answers the queued job is taken."""
+    monkeypatch.setattr(worker_module, "backoff_s", lambda failures: 0.01)
+    layer = get_channel_layer()
+    down = DownLayer(layer, failures=5)
+    worker = bounded_worker(down)
+    taken: list[dict[str, Any]] = []
+
+    async def put(message: dict[str, Any]) -> None:
+        taken.append(message)
+
+    monkeypatch.setattr(
+        worker, "get_or_create_application_instance", lambda *_: SimpleNamespace(put=put)
+    )
+    await layer.send(INFERENCE_CHANNEL, job(1))
+    listener = asyncio.ensure_future(worker.listener(INFERENCE_CHANNEL))
+    try:
+        await asyncio.wait_for(_until(lambda: bool(taken)), 5)
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+    assert down.failures == 0 and taken[0]["window_index"] == 1
+
+
+async def _until(predicate: Any) -> None:
+    while not predicate():
+        await asyncio.sleep(0.01)
