@@ -207,9 +207,12 @@ class InferenceClient:
                 return f"worker {pending.worker} stopped its heartbeat"
             return ""
         # The view must be younger than the job by ACCEPT_S: a worker that had a free slot
-        # that long after the job was queued would have taken it.
-        if workers.at - pending.attempt_at >= ACCEPT_S and (
-            pending.job.channel in workers.idle_channels
+        # that long after the job was queued would have taken it. Live jobs only: a batch job
+        # also needs one of the worker's batch slots, which a free slot does not promise.
+        if (
+            pending.job.priority == "live"
+            and workers.at - pending.attempt_at >= ACCEPT_S
+            and pending.job.channel in workers.idle_channels
         ):
             return f"not accepted within {ACCEPT_S:g} s while a worker was free"
         return ""

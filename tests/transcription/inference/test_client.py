@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -206,3 +208,11 @@ def test_after_a_heartbeat_resend_either_answer_is_delivered_once() -> None:
     assert isinstance(client.tick(3, view(3, set())), Resend)
     assert isinstance(client.on_result(result(attempt=1), now=4), Delivered)
     assert client.on_result(result(attempt=0), now=5) is None
+
+
+def test_a_batch_job_is_not_resent_for_a_free_slot() -> None:
+    """A file chunk waits for a batch slot, which a worker's free slot does not promise."""
+    client = InferenceClient(timeout_s=30, retries=2)
+    batch = replace(job(), priority="batch")
+    client.send(batch, now=0)
+    assert client.tick(10, view(10, {"A"}, frozenset({batch.channel}))) is None
