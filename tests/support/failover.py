@@ -435,12 +435,15 @@ async def run_scenario(
         if scenario == BASELINE:
             await client.stream_until(len(pcm))
         elif scenario == "worker_kill":
+            # The stream goes on while the test waits for a window in flight: on a fast machine
+            # the windows before KILL_AT_MS are long done, the next one needs more audio.
+            streaming = asyncio.ensure_future(client.stream_until(len(pcm)))
             victim = await _busy_worker(env["REDIS_URL"], workers)
             victim.kill(signal.SIGKILL)
             outcome.failed_at = time.monotonic()
             workers.remove(victim)
             workers.append(start_worker(env))  # the replacement, as a scheduler would
-            await client.stream_until(len(pcm))
+            await streaming
         elif scenario in ("redis_restart", "sentinel_failover"):
             redis_server.kill()
             outcome.failed_at = time.monotonic()
