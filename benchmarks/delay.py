@@ -128,14 +128,18 @@ async def _run_sessions(url: str, audios: Sequence[np.ndarray], window: str) -> 
     )
 
 
-def run(model: str, sessions: int, window: str, seconds: float) -> dict[str, Any]:
-    """One server, ``sessions`` real-time streams at once, the word delays pooled."""
+def run(
+    model: str, sessions: int, window: str, seconds: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One server (``env``: extra settings), ``sessions`` real-time streams at once, the word
+    delays pooled."""
     server = start_server(
         {
             "WHISPER_MODEL_PATH": str(model_path(model)),
             "WSS_ADMISSION_HEADROOM": "0",
             "WSS_IDLE_TIMEOUT_S": "600",
             "DATABASE_URL": database_url(),
+            **(env or {}),
         },
         timeout=120,
     )
@@ -154,6 +158,7 @@ def run(model: str, sessions: int, window: str, seconds: float) -> dict[str, Any
         "window": window,
         "sessions": sessions,
         "seconds_each": seconds,
+        "env": env or {},
         "words": len(delays),
         "first_shown": stats([d.first_shown_s for d in delays]),
         "final": stats([d.final_s for d in delays]),
@@ -188,13 +193,19 @@ def main() -> None:
     parser.add_argument("--windows", nargs="+", default=list(WINDOWS))
     parser.add_argument("--seconds", type=float, default=60.0, help="speech per session")
     parser.add_argument("--name", default="delay", help="results/<name>.json")
+    parser.add_argument(
+        "--env", nargs="*", default=[], help="server settings, e.g. WSS_INTERIM_MS=0"
+    )
     args = parser.parse_args()
     seconds = 20.0 if args.quick else args.seconds
     counts = [1] if args.quick else args.sessions
-    runs = [run(args.model, n, w, seconds) for n in counts for w in args.windows]
+    env = dict(item.split("=", 1) for item in args.env)
+    runs = [run(args.model, n, w, seconds, env) for n in counts for w in args.windows]
     md = (
         f"### Speaker-to-text delay (s), {args.model}, real-time {FRAME_MS} ms chunks, "
-        f"up to {seconds:.0f} s of speech per session\n\n"
+        f"up to {seconds:.0f} s of speech per session"
+        + (f", {' '.join(args.env)}" if args.env else "")
+        + "\n\n"
         + table(rows_of(runs), list(rows_of(runs)[0]))
         + "\n\nfinal = speech.phrase arrival − send time of the chunk holding the word's end; "
         "first shown = the first speech.hypothesis or phrase showing the word, same origin."

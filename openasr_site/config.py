@@ -466,6 +466,16 @@ SETTINGS: tuple[Setting[Any], ...] = (
         "WER at 5 s windows, 4.6 % vs 12.1 % at 2 s; tiny.en within one or two words)",
     ),
     Setting(
+        "WSS_INTERIM_MS",
+        "interim_ms",
+        _int(0, 60000),
+        "1000",
+        ("inference", "interim_ms"),
+        "Interim passes: while a live session waits for its next window, the audio since its "
+        "last window is heard every this much new speech for speech.hypothesis only (commits "
+        "nothing; run only by an idle worker slot, dropped after 1.5 s unheard); 0: off",
+    ),
+    Setting(
         "WSS_INFERENCE_TIMEOUT_S",
         "inference_timeout_s",
         _float(1, 600),
@@ -625,6 +635,7 @@ class ServerConfig:
     admission_headroom: float
     audio_ctx: AudioCtx
     prompt: Prompt
+    interim_ms: int
     inference_timeout_s: float
     inference_retries: int
     vad: Vad

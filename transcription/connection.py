@@ -247,7 +247,7 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
         """A worker finished (or failed) one of our windows."""
         result = JobResult.from_message(message)
         metrics.observe_result(result)
-        if result.ok:
+        if result.ok and result.priority != "interim":  # an interim pass hears less, faster
             config = self.session.configured.config
             admission.observe(
                 result, config.window_duration_ms, config.overlap_duration_ms, self.model.model_id
@@ -326,6 +326,8 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
         message = job.to_message()
         message["enqueued_at"] = time.time()
         metrics.INFERENCE_JOBS_SUBMITTED.inc()
+        if job.priority == "interim":
+            metrics.INTERIM_PASSES.inc()
         try:
             await self.channel_layer.send(job.channel, message)
         except ChannelFull:

@@ -35,6 +35,7 @@ class SessionLimits:
     n_threads: int = 2
     audio_ctx_auto: bool = True
     prompt: bool = False  # condition each window on the committed tail (WSS_PROMPT=transcript)
+    interim_ms: int = 0  # an interim pass per this much new speech (WSS_INTERIM_MS; 0: off)
     inference_timeout_s: float = 30.0
     inference_retries: int = 2
 
@@ -53,6 +54,7 @@ class SessionLimits:
             n_threads=cfg.effective_threads,
             audio_ctx_auto=cfg.audio_ctx == "auto",
             prompt=cfg.prompt == "transcript",
+            interim_ms=cfg.interim_ms,
             inference_timeout_s=cfg.inference_timeout_s,
             inference_retries=cfg.inference_retries,
         )

@@ -59,6 +59,13 @@ INFERENCE_JOBS_COMPLETED = Counter(
 INFERENCE_JOBS_DROPPED = Counter(
     "openasr_inference_jobs_dropped", "Inference jobs dropped (queue full)"
 )
+INTERIM_JOBS_EXPIRED = Counter(
+    "openasr_interim_jobs_expired",
+    "Interim (speech.hypothesis) passes a worker dropped unheard: too old, or lost a tie",
+)
+INTERIM_PASSES = Counter(
+    "openasr_interim_passes", "Interim (speech.hypothesis) passes sent by sessions"
+)
 TRANSCRIPTION_SEGMENTS = Counter(
     "openasr_transcription_segments", "Transcription segments produced"
 )
@@ -160,7 +167,7 @@ def observe_result(result: JobResult) -> None:
         INFERENCE_DURATION.observe(inference_s)
     if audio_s:
         AUDIO_WINDOW_DURATION.observe(audio_s)
-    if inference_s is not None and audio_s:
+    if inference_s is not None and audio_s and result.priority != "interim":
         REAL_TIME_FACTOR.labels(model=result.model_id).observe(inference_s / audio_s)
     if queue_wait_s is not None:
         QUEUE_WAIT.labels(model=result.model_id).observe(queue_wait_s)

@@ -136,8 +136,8 @@ MIN_UTTERANCE_MS = 300  # a pause this close to the start ends nothing worth a w
 WORD_ECHO_MS = 1000  # a join word heard again this soon after the committed one is the same word
 
 
-def _merged(span: Span, words: Sequence[Word], transcript: Transcript) -> list[Word]:
-    """The words of ``span`` that the transcript does not hold yet."""
+def unheard(span: Span, words: Sequence[Word], transcript: Transcript) -> list[Word]:
+    """The words of ``span`` that the transcript does not hold yet (nothing is committed)."""
     tail = transcript.recent_words(span.start_ms - TIME_TOLERANCE_MS)
     fresh = merge(
         tail,
@@ -189,6 +189,7 @@ class WindowedPolicy:
         pause_wait_ms: int | None = None,
         short_window_ms: int = SHORT_WINDOW_MS,
         max_span_ms: int | None = None,
+        interim_spans: bool = True,
     ) -> None:
         if window_ms <= 0 or not 0 <= overlap_ms < window_ms:
             raise ValueError("window_ms must be positive and overlap_ms in 0..window_ms-1")
@@ -209,6 +210,9 @@ class WindowedPolicy:
         default_span_ms = max(SHORT_MAX_SPAN_MS, 3 * window_ms)
         self.max_span_ms = default_span_ms if max_span_ms is None else max_span_ms
         self._interim_until_ms = 0  # end of the last interim-only pass (short windows)
+        # False when the session runs interim passes of its own (``interim.py``, at a lower
+        # priority): short windows then wait for a pause without interim-only spans.
+        self.interim_spans = interim_spans
         self._interim: list[Word] = []  # held back by the last span, after the committed tail
         self._last_end_ms = 0
         self._after_pause = False  # the next span starts in silence after every committed word
@@ -260,14 +264,14 @@ class WindowedPolicy:
             return Span(start, pause, final=False, at_pause=True)
         if end - start >= max_span_ms:
             return Span(start, start + max_span_ms, final=False)
-        if end - self._interim_until_ms < self.window_ms:
+        if not self.interim_spans or end - self._interim_until_ms < self.window_ms:
             return None
         self._interim_until_ms = end
         return Span(start, end, final=False, interim_only=True)
 
     def on_result(self, span: Span, words: Sequence[Word], transcript: Transcript) -> Decision:
         """Commit the span's new words except those probably cut by its end."""
-        fresh = _merged(span, words, transcript)
+        fresh = unheard(span, words, transcript)
         if span.interim_only:
             return Decision([], fresh, span.start_ms)
         interim: list[Word]
@@ -377,7 +381,7 @@ class LocalAgreementPolicy:
 
     def on_result(self, span: Span, words: Sequence[Word], transcript: Transcript) -> Decision:
         """Commit the prefix this hypothesis shares with the previous one; the rest is interim."""
-        fresh = _merged(span, words, transcript)
+        fresh = unheard(span, words, transcript)
         previous_end = span.start_ms if self._heard_until_ms is None else self._heard_until_ms
         agreed = _agreed_length(self._hypothesis, fresh, span.end_ms - previous_end)
         self._heard_until_ms = span.end_ms
@@ -460,16 +464,24 @@ def usable_ms(buffer_ms: int) -> int:
 
 
 def make_policy(
-    name: PolicyName, window_ms: int, overlap_ms: int, buffer_ms: int | None = None
+    name: PolicyName,
+    window_ms: int,
+    overlap_ms: int,
+    buffer_ms: int | None = None,
+    *,
+    interim_spans: bool = True,
 ) -> StreamingPolicy:
     """The session's policy for the server's ``streaming_policy`` setting (ValueError if the
     name is unknown: settings are read as strings). ``buffer_ms`` bounds every span to what
-    the session's buffer holds below its backpressure mark."""
+    the session's buffer holds below its backpressure mark; ``interim_spans=False``: the
+    session runs interim passes itself, short windows send none of their own."""
     if name == "windowed":
         max_span_ms = None
         if buffer_ms is not None:
             max_span_ms = min(max(SHORT_MAX_SPAN_MS, 3 * window_ms), usable_ms(buffer_ms))
-        return WindowedPolicy(window_ms, overlap_ms, max_span_ms=max_span_ms)
+        return WindowedPolicy(
+            window_ms, overlap_ms, max_span_ms=max_span_ms, interim_spans=interim_spans
+        )
     if name == "local_agreement":
         return LocalAgreementPolicy(min(1000, window_ms // 2), max_buffer_ms=window_ms)
     raise ValueError(f"streaming policy must be one of {', '.join(POLICY_NAMES)}, not {name!r}")

@@ -53,6 +53,7 @@ from transcription.limits import SessionLimits
 from transcription.policy import (
     ANCHOR_MARGIN_MS,
     Span,
+    unheard,
 )
 from transcription.protocol import SpeechConfig, language_field
 from transcription.session_state import (
@@ -267,6 +268,7 @@ class Session:
         self._turn_events(out)
         self._backpressure(out)
         self._schedule(out, now)
+        self._schedule_interim(out, now)
         return out
 
     def _turn_events(self, out: Outputs) -> None:
@@ -301,7 +303,10 @@ class Session:
         self.inference.on_accepted(message, now)
 
     def on_result(self, message: JobResult, now: float) -> Outputs:
-        """A worker finished (or failed) a window; stale and duplicate results are ignored."""
+        """A worker finished (or failed) a window or an interim pass; stale and duplicate
+        results are ignored."""
+        if self._c is not None and self._c.interim.is_interim(message.window_index):
+            return self._interim_result(message)
         return self._outcome(self.inference.on_result(message, now), now)
 
     def tick(self, now: float, workers: WorkerView | None = None) -> Outputs:
@@ -350,6 +355,7 @@ class Session:
         c = self.configured
         span, c.span = c.span, None
         assert span is not None
+        c.interim.window_done(span.end_ms)
         c.language.observe(result.language, result.language_probability)
         shifted = [seg.shifted(span.start_ms) for seg in result.segments]
         words = [w for seg in shifted for w in seg.words]
@@ -441,7 +447,49 @@ class Session:
         job = replace(job, window_index=c.next_window_index)
         c.next_window_index += 1
         c.span = span
+        c.interim.window_sent(span.end_ms)
         out.jobs.append(self.inference.send(job, now))
+
+    def _schedule_interim(self, out: Outputs, now: float) -> None:
+        """An interim pass (``interim.py``) while the session waits for its next window:
+        lowest priority, the encoder context of the audio present (it is only a caption)."""
+        c = self.configured
+        if self.state is not State.CONFIGURED or c.span is not None or c.flushes:
+            return
+        due = c.interim.due(self.buffer, now)
+        if due is None:
+            return
+        samples = self.buffer.window(*due)
+        job = TranscribeJob(
+            reply_channel=self.reply_channel,
+            session_id=c.session_id,
+            window_index=c.next_window_index,
+            samples=samples,
+            language=c.language.request,
+            beam_size=1,
+            n_threads=self.limits.n_threads,
+            audio_ctx=audio_ctx_for(len(samples) / SAMPLE_RATE_HZ),
+            priority="interim",
+            model_id=c.model_id,
+        )
+        c.interim.sent(c.next_window_index, *due, now)
+        c.next_window_index += 1
+        out.jobs.append(job)
+
+    def _interim_result(self, result: JobResult) -> Outputs:
+        """The words of an interim pass after the committed transcript, as a pending
+        ``speech.hypothesis``; nothing is committed. A stale or failed pass shows nothing."""
+        c = self.configured
+        interim = c.interim.take(result.window_index)
+        out = Outputs()
+        if interim is None or not result.ok or self.state is not State.CONFIGURED:
+            return out
+        span = Span(interim.start_ms, interim.end_ms, final=False)
+        words = [w for seg in result.segments for w in seg.shifted(span.start_ms).words]
+        fresh = unheard(span, words, c.transcript)
+        if fresh:
+            out.events.append(_hypothesis(fresh))
+        return out
 
     def _schedule(self, out: Outputs, now: float) -> None:
         """Start the next span if none is in flight; finish the session when all is done."""

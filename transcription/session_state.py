@@ -25,6 +25,7 @@ from transcription.events import (
 )
 from transcription.inference.messages import TranscribeJob
 from transcription.inference.types import Word
+from transcription.interim import InterimPasses
 from transcription.languages import CODES, Detected, LanguageLock
 from transcription.limits import AudioAllowance, SessionLimits
 from transcription.policy import (
@@ -194,9 +195,11 @@ class Configured:
             config.window_duration_ms,
             config.overlap_duration_ms,
             limits.audio_buffer_ms,
+            interim_spans=limits.interim_ms <= 0,
         )
         self.allowance = AudioAllowance(limits.max_audio_speed, limits.audio_burst_ms, now)
         self.span: Span | None = None  # the span of the job in flight
+        self.interim = InterimPasses(limits.interim_ms)
         self.next_window_index = 0
         self.slowed_down = False
         self.turns: TurnDetector | None = None
@@ -233,4 +236,5 @@ class Configured:
             self.config.window_duration_ms,
             self.config.overlap_duration_ms,
             self.limits.audio_buffer_ms,
+            interim_spans=self.limits.interim_ms <= 0,
         )

@@ -9,7 +9,10 @@ job and ``JobResult`` when it ends. It never dies on a bad job: every exception 
 Live sessions keep priority: a worker with a free slot takes a batch job only when no live job
 waits (``InferenceWorker._take``), so a file never queues ahead of a live window; and batch jobs
 hold at most all slots but one, so with ``WSS_WORKER_CONCURRENCY`` >= 2 a live window never
-waits for a file's window (with one slot it waits at most for the one running).
+waits for a file's window (with one slot it waits at most for the one running). Interim passes
+(``speech.hypothesis`` only) are taken the same way, by a slot that found no live job waiting,
+and one that waited past ``INTERIM_TTL_S`` is dropped unheard: interim text only fills idle
+slots, so the windows the node admitted sessions for never wait behind a queue of them.
 
 Each served model is a pool (``modelinfo.py``): a worker serves one model, on that model's
 channels. The same ``InferenceWorker`` runs under ``manage.py runworker asr.inference`` (Redis;
@@ -38,6 +41,7 @@ from transcription.inference import heartbeat, loader
 from transcription.inference.base import run_window
 from transcription.inference.messages import (
     INFERENCE_CHANNEL,
+    INTERIM_TTL_S,
     JobAccepted,
     JobResult,
     MessageError,
@@ -128,6 +132,7 @@ class InferenceConsumer(OutageTolerantReceive, AsyncConsumer):
             model_id=model_id,
             language=detection.code if detection else "",
             language_probability=detection.probability if detection else 0.0,
+            priority=job.priority,
         )
 
 
@@ -152,11 +157,13 @@ class InferenceWorker(Worker):
         self.model_id = model_id
         self.live_channel = inference_channel("live", model_id)
         self.batch_channel = inference_channel("batch", model_id)
+        self.interim_channel = inference_channel("interim", model_id)
         channels = [self.live_channel if c == INFERENCE_CHANNEL else c for c in channels]
-        # The live listener serves the batch channel: a second, plain listener on it would
-        # take batch jobs regardless of the live queue.
+        # The live listener serves the batch and interim channels: a second, plain listener
+        # on one of them would take its jobs regardless of the live queue.
         if self.live_channel in channels:
-            channels = [c for c in channels if c != self.batch_channel]
+            lower = (self.batch_channel, self.interim_channel)
+            channels = [c for c in channels if c not in lower]
         super().__init__(application, channels, channel_layer)
         self.concurrency: int = settings.OPENASR.worker_concurrency
         self.slots: asyncio.Semaphore | None = None
@@ -172,7 +179,7 @@ class InferenceWorker(Worker):
         redis_url = settings.OPENASR.redis_url
         served = [*self.channels]
         if self.live_channel in served:
-            served.append(self.batch_channel)
+            served += [self.batch_channel, self.interim_channel]
         if redis_url:
             # One beat before listening: a job this worker accepts comes from a worker the
             # senders can already see (inference/client.py judges a worker by its heartbeat).
@@ -182,7 +189,7 @@ class InferenceWorker(Worker):
                 heartbeat.heartbeat_forever(redis_url, lambda: self._heartbeat_info(served))
             )
         if self.live_channel in served:
-            served[-1] = f"{self.batch_channel} (when no live job waits)"
+            served[-2:] = [f"{c} (when no live job waits)" for c in served[-2:]]
         log.info("inference worker %s listening on %s", WORKER_ID, ", ".join(served))
         await super().handle()
 
@@ -222,8 +229,12 @@ class InferenceWorker(Worker):
             held: dict[str, Any] = {SLOTS_SCOPE_KEY: self.slots}
             if taken_from == self.batch_channel and channel == self.live_channel:
                 held[BATCH_SLOTS_SCOPE_KEY] = self.batch_slots  # acquired by _take
-            if message.get("type") != TranscribeJob.TYPE:
-                log.warning("ignoring message of type %r on %s", message.get("type"), taken_from)
+            kind = message.get("type")
+            if kind != TranscribeJob.TYPE or _expired(message):
+                if kind != TranscribeJob.TYPE:
+                    log.warning("ignoring message of type %r on %s", kind, taken_from)
+                else:
+                    metrics.INTERIM_JOBS_EXPIRED.inc()
                 for slot in held.values():
                     slot.release()
                 continue
@@ -238,52 +249,64 @@ class InferenceWorker(Worker):
 
     async def _take(self, channel: str) -> tuple[str, dict[str, Any]]:
         """Called with a slot held: the next job of ``channel``. For the live channel, a batch
-        job is taken only when no live job came within ``LIVE_FIRST_S`` and a batch slot is
-        free (held on return: the consumer releases it); then both channels are waited on, and
-        the first job to come is taken. At most one job is ever held: the receive that lost is
-        cancelled (both layers keep a cancelled receive's message queued: ``asyncio.Queue.get``
-        in memory, the backup queue of channels_redis), and in the rare tie where both
-        returned, the batch job is sent back to its channel."""
+        or interim job is taken only when no live job came within ``LIVE_FIRST_S`` (a batch job
+        also needs a free batch slot, held on return: the consumer releases it); then the
+        channels are waited on together, and the first job to come is taken. At most one job
+        is ever held: the receives that lost are cancelled (both layers keep a cancelled
+        receive's message queued: ``asyncio.Queue.get`` in memory, the backup queue of
+        channels_redis), and in the rare tie where several returned, the live job wins, a batch
+        job is sent back to its channel and an interim job is dropped (its sender sends a
+        fresher one after ``INTERIM_TTL_S``)."""
         layer = self.channel_layer
         if channel != self.live_channel:
             return channel, await layer.receive(channel)
         assert self.batch_slots is not None
         live = asyncio.ensure_future(layer.receive(self.live_channel))
-        tasks = [live]
+        interim: asyncio.Future[dict[str, Any]] | None = None
+        batch: asyncio.Future[dict[str, Any]] | None = None
         batch_slot: asyncio.Task[Literal[True]] | None = None
         try:
             done, _ = await asyncio.wait({live}, timeout=LIVE_FIRST_S)
             if not done:
+                interim = asyncio.ensure_future(layer.receive(self.interim_channel))
                 batch_slot = asyncio.ensure_future(self.batch_slots.acquire())
-                await asyncio.wait({live, batch_slot}, return_when=asyncio.FIRST_COMPLETED)
-                if batch_slot.done() and not live.done():
-                    tasks.append(asyncio.ensure_future(layer.receive(self.batch_channel)))
-                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                jobs = {live, interim}
+                await asyncio.wait({*jobs, batch_slot}, return_when=asyncio.FIRST_COMPLETED)
+                if batch_slot.done() and not any(j.done() for j in jobs):
+                    batch = asyncio.ensure_future(layer.receive(self.batch_channel))
+                    await asyncio.wait({*jobs, batch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in [*tasks, *([batch_slot] if batch_slot else [])]:
-                task.cancel()  # a no-op for those that completed
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        slot_held = False
-        if batch_slot is not None:
-            slot_held = (await asyncio.gather(batch_slot, return_exceptions=True))[0] is True
+            for task in (live, interim, batch, batch_slot):
+                if task is not None:
+                    task.cancel()  # a no-op for those that completed
+        tasks = {"live": live, "interim": interim, "batch": batch, "slot": batch_slot}
+        started = {name: t for name, t in tasks.items() if t is not None}
+        results = await asyncio.gather(*started.values(), return_exceptions=True)
+        outcome = dict(zip(started, results, strict=True))
         errors = [
             o
-            for o in outcomes
+            for o in results
             if isinstance(o, BaseException) and not isinstance(o, asyncio.CancelledError)
         ]
-        messages = [o if isinstance(o, dict) else None for o in outcomes]
-        live_job, batch_job = messages[0], messages[1] if len(messages) > 1 else None
-        if live_job is not None or errors:
-            if slot_held:
-                self.batch_slots.release()
-            if batch_job is not None:
-                await self._requeue(batch_job)
-            if errors:
-                raise errors[0]
-            assert live_job is not None
+        live_job, interim_job, batch_job = (
+            o if isinstance(o := outcome.get(name), dict) else None
+            for name in ("live", "interim", "batch")
+        )
+        slot_held = outcome.get("slot") is True
+        if slot_held and (live_job is not None or batch_job is None or errors):
+            self.batch_slots.release()
+        if interim_job is not None and (live_job or batch_job or errors):
+            metrics.INTERIM_JOBS_EXPIRED.inc()  # lost a tie: dropped, never queued again
+        if batch_job is not None and (live_job is not None or errors):
+            await self._requeue(batch_job)
+        if errors and live_job is None:
+            raise errors[0]
+        if live_job is not None:
             return self.live_channel, live_job
-        assert batch_job is not None and slot_held
-        return self.batch_channel, batch_job
+        if batch_job is not None:
+            return self.batch_channel, batch_job
+        assert interim_job is not None
+        return self.interim_channel, interim_job
 
     async def _requeue(self, message: dict[str, Any]) -> None:
         """Give back a batch job taken in a tie with a live one (its sender re-sends it after
@@ -293,6 +316,16 @@ class InferenceWorker(Worker):
         except Exception:
             metrics.INFERENCE_JOBS_DROPPED.inc()
             log.warning("could not requeue a batch job", exc_info=True)
+
+
+def _expired(message: dict[str, Any]) -> bool:
+    """An interim job that waited too long to be worth hearing (``INTERIM_TTL_S``)."""
+    enqueued_at = message.get("enqueued_at")
+    return (
+        message.get("priority") == "interim"
+        and isinstance(enqueued_at, int | float)
+        and time.time() - enqueued_at > INTERIM_TTL_S
+    )
 
 
 _inprocess_tasks: dict[str, asyncio.Task[None]] = {}  # model id → its pool's worker

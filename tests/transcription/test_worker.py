@@ -5,6 +5,7 @@ worker answers every job, good or bad, and never dies."""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,6 +21,8 @@ from transcription.inference.fake import FakeBackend
 from transcription.inference.messages import (
     BATCH_CHANNEL,
     INFERENCE_CHANNEL,
+    INTERIM_CHANNEL,
+    INTERIM_TTL_S,
     JobAccepted,
     JobResult,
     TranscribeJob,
@@ -115,8 +118,11 @@ async def test_a_job_without_a_reply_channel_is_counted_dropped() -> None:
 # --- priority: live windows before file chunks ---
 
 
-def job(index: int, priority: Any = "live") -> dict[str, Any]:
-    return TranscribeJob("reply", "s", index, tone(0.1), priority=priority).to_message()
+def job(index: int, priority: Any = "live", age_s: float = 0.0) -> dict[str, Any]:
+    sent = time.time() - age_s
+    return TranscribeJob(
+        "reply", "s", index, tone(0.1), priority=priority, enqueued_at=sent
+    ).to_message()
 
 
 def bounded_worker(layer: Any, slots: int = 1) -> InferenceWorker:
@@ -242,6 +248,79 @@ async def test_a_busy_worker_takes_no_job_off_the_layer() -> None:
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
+
+
+# --- interim passes: only in idle slots, never queued ---
+
+
+async def test_the_live_listener_serves_the_interim_channel_too() -> None:
+    """No plain listener on the interim channel: its jobs would run regardless of live ones."""
+    layer = get_channel_layer()
+    worker = InferenceWorker(channel_application, [INFERENCE_CHANNEL, INTERIM_CHANNEL], layer)
+    assert worker.channels == [INFERENCE_CHANNEL]
+
+
+async def test_a_waiting_live_job_is_taken_before_an_older_interim_job() -> None:
+    """A window always goes first: with an interim pass queued before it, the free slot takes
+    the window, and the interim pass only the next free slot."""
+    layer = get_channel_layer()
+    worker = bounded_worker(layer)
+    await layer.send(INTERIM_CHANNEL, job(1, "interim"))
+    await layer.send(INFERENCE_CHANNEL, job(2))
+    channel, message = await worker._take(INFERENCE_CHANNEL)
+    assert (channel, message["window_index"]) == (INFERENCE_CHANNEL, 2)
+    channel, message = await worker._take(INFERENCE_CHANNEL)
+    assert (channel, message["window_index"]) == (INTERIM_CHANNEL, 1)
+
+
+async def test_an_idle_slot_takes_an_interim_job_arriving_later() -> None:
+    """An idle worker takes an interim pass as it comes, and loses no live job doing so."""
+    layer = get_channel_layer()
+    worker = bounded_worker(layer)
+    take = asyncio.ensure_future(worker._take(INFERENCE_CHANNEL))
+    await asyncio.sleep(LIVE_FIRST_S * 3)
+    await layer.send(INTERIM_CHANNEL, job(5, "interim"))
+    channel, message = await asyncio.wait_for(take, 2)
+    assert (channel, message["window_index"]) == (INTERIM_CHANNEL, 5)
+    await layer.send(INFERENCE_CHANNEL, job(6))
+    assert (await layer.receive(INFERENCE_CHANNEL))["window_index"] == 6
+
+
+async def test_an_interim_job_that_waited_past_its_ttl_is_dropped_unheard() -> None:
+    """No reply, counted, and the slot takes the next job: its sender has sent a fresher one
+    by now."""
+    layer = get_channel_layer()
+    reply = await layer.new_channel()
+    worker = bounded_worker(layer)
+    stale = TranscribeJob(
+        reply, "s", 3, tone(0.1), priority="interim", enqueued_at=time.time() - INTERIM_TTL_S - 1
+    )
+    before = save_registry()
+    listener = asyncio.ensure_future(worker.listener(INFERENCE_CHANNEL))
+    try:
+        await layer.send(INTERIM_CHANNEL, stale.to_message())
+        await asyncio.sleep(LIVE_FIRST_S * 10)
+        assert_metric_diff(before, 1, "openasr_interim_jobs_expired_total")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(layer.receive(reply), 0.2)
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+
+
+async def test_in_a_tie_the_live_job_runs_and_the_interim_job_is_dropped() -> None:
+    """Live, batch and interim jobs returned at once: the window runs, the file chunk goes
+    back, the interim pass is dropped (never queued again)."""
+    layer = TieLayer()
+    worker = bounded_worker(layer)
+    before = save_registry()
+    take = asyncio.ensure_future(worker._take(INFERENCE_CHANNEL))
+    await asyncio.sleep(LIVE_FIRST_S * 3)
+    layer.gate.set()
+    channel, message = await asyncio.wait_for(take, 2)
+    assert (channel, message["priority"]) == (INFERENCE_CHANNEL, "live")
+    assert [c for c, _ in layer.sent] == [BATCH_CHANNEL]
+    assert_metric_diff(before, 1, "openasr_interim_jobs_expired_total")
 
 
 class DownLayer:

@@ -1,11 +1,13 @@
 """The worker contract: typed channel-layer messages between a session and an inference worker.
 
 Each served model is a pool with channels of its own (``inference_channel``: live windows to
-``asr.inference.<model_id>``, file chunks to ``asr.inference.<model_id>.batch``). A session sends
-a ``TranscribeJob`` to the channel of its model and priority; the worker that takes it answers
+``asr.inference.<model_id>``, file chunks to ``asr.inference.<model_id>.batch``, interim passes
+for ``speech.hypothesis`` to ``asr.inference.<model_id>.interim``). A session sends a
+``TranscribeJob`` to the channel of its model and priority; the worker that takes it answers
 ``JobAccepted`` when it starts and ``JobResult`` (success or failure) when it ends, on the job's
-``reply_channel``. A worker takes a batch job only when no live job waits (``worker.py``), so
-file transcription never queues ahead of a live window.
+``reply_channel``. A worker takes a batch or interim job only when no live job waits
+(``worker.py``), so file transcription and interim text never queue ahead of a live window; an
+interim job older than ``INTERIM_TTL_S`` is dropped unheard (its sender has moved on).
 
 Channels delivery is at-most-once, so the sender owns timeouts and retries
 (``inference/client.py``); ``window_index`` and ``attempt`` make duplicates recognisable.
@@ -25,13 +27,18 @@ import numpy as np
 from transcription.audio import SAMPLE_RATE_HZ
 from transcription.inference.types import InferenceRequest, Segment, Word
 
-Priority = Literal["live", "batch"]
+Priority = Literal["live", "batch", "interim"]
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 # The name ``runworker`` is given (``manage.py runworker asr.inference``: the worker serves the
 # model its settings name) and the prefix of every pool's channels.
 INFERENCE_CHANNEL = "asr.inference"
 BATCH_SUFFIX = ".batch"  # file chunks: taken only when no live window waits
 BATCH_CHANNEL = INFERENCE_CHANNEL + BATCH_SUFFIX  # the batch channel of the unnamed pool
+INTERIM_SUFFIX = ".interim"  # hypothesis-only passes: taken only by an idle slot, never queued
+INTERIM_CHANNEL = INFERENCE_CHANNEL + INTERIM_SUFFIX
+# An interim job not started this long after it was sent is dropped by the worker, and its
+# sender may send the next one: interim text that old is of no use to a caption reader.
+INTERIM_TTL_S = 1.5
 _CHANNEL_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
@@ -42,7 +49,9 @@ def inference_channel(priority: Priority, model_id: str = "") -> str:
     if model_id:
         # channels accepts only [a-zA-Z0-9_.-] in a channel name
         live = f"{INFERENCE_CHANNEL}.{_CHANNEL_UNSAFE.sub('_', model_id)}"
-    return live + BATCH_SUFFIX if priority == "batch" else live
+    if priority == "batch":
+        return live + BATCH_SUFFIX
+    return live + INTERIM_SUFFIX if priority == "interim" else live
 
 
 class MessageError(ValueError):
@@ -69,6 +78,14 @@ def _get(message: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -
     if not isinstance(value, kind) or isinstance(value, bool):
         raise MessageError(f"{message.get('type')!r} message: {name!r} is missing or invalid")
     return value
+
+
+def _priority(message: Mapping[str, Any]) -> Priority:
+    priority = message.get("priority", "live")
+    if priority not in PRIORITIES:
+        allowed = ", ".join(PRIORITIES)
+        raise MessageError(f"{message.get('type')!r} message: 'priority' must be {allowed}")
+    return priority  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +150,7 @@ class TranscribeJob:
     def from_message(cls, message: Mapping[str, Any]) -> TranscribeJob:
         """Raises ``MessageError`` naming the first field that does not fit the contract. A job
         without ``priority`` (a sender from before the field existed) is live."""
-        priority = message.get("priority", "live")
-        if priority not in PRIORITIES:
-            allowed = ", ".join(PRIORITIES)
-            raise MessageError(f"{message.get('type')!r} message: 'priority' must be {allowed}")
+        priority = _priority(message)
         return cls(
             reply_channel=_get(message, "reply_channel", str),
             session_id=_get(message, "session_id", str),
@@ -226,6 +240,7 @@ class JobResult:
     model_id: str = ""  # the model that transcribed it (the metrics' ``model`` label)
     language: str = ""  # the language the window was transcribed in, when it was detected
     language_probability: float = 0.0
+    priority: Priority = "live"  # the job's: interim results never measure the node's speed
 
     @classmethod
     def failure(cls, job: Mapping[str, Any], error: str, worker: str) -> JobResult:
@@ -241,6 +256,7 @@ class JobResult:
             error=error[:500],
             worker=worker,
             model_id=str(job.get("model_id", ""))[:128],
+            priority=job["priority"] if job.get("priority") in PRIORITIES else "live",
         )
 
     def to_message(self) -> dict[str, Any]:
@@ -259,6 +275,7 @@ class JobResult:
             "model_id": self.model_id,
             "language": self.language,
             "language_probability": self.language_probability,
+            "priority": self.priority,
         }
 
     @classmethod
@@ -280,4 +297,5 @@ class JobResult:
             model_id=str(message.get("model_id", "")),
             language=str(message.get("language", "")),
             language_probability=float(message.get("language_probability", 0.0)),
+            priority=_priority(message),
         )

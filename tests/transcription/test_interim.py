@@ -1,0 +1,188 @@
+"""Tests for transcription/interim.py and the session's interim passes: when a live session hears
+its audio for ``speech.hypothesis`` only, at the lowest priority, and what it does with the
+answer. Hand-made segments stand in for the model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from transcription.events import Hypothesis, Phrase
+from transcription.inference.messages import JobResult, TranscribeJob
+from transcription.inference.types import Segment, Word
+from transcription.interim import InterimPasses
+from transcription.limits import SessionLimits
+from transcription.policy import WindowedPolicy
+from transcription.protocol import SpeechConfig
+from transcription.session import Session
+
+RATE = 16_000
+FRAME_MS = 200
+
+
+def speech_pcm(ms: int, pause_s: float = 0.2) -> bytes:
+    """Tone "words": a loud 200 Hz tone, 300 ms each after ``pause_s`` pauses (the energy gate
+    calls them speech; a pause under 150 ms ends no utterance), PCM s16le."""
+    t = np.arange(ms * RATE // 1000) / RATE
+    tone = 0.3 * np.sin(2 * np.pi * 200 * t) * ((t % (0.3 + pause_s)) >= pause_s)
+    return (tone * 32767).astype("<i2").tobytes()
+
+
+def live(window_ms: int = 5000, interim_ms: int = 1000) -> Session:
+    limits = SessionLimits(vad="energy", audio_buffer_ms=30_000, interim_ms=interim_ms)
+    s = Session(limits, reply_channel="reply")
+    overlap_ms = window_ms // 10
+    s.start("s", SpeechConfig("en", RATE, "pcm_s16le", window_ms, overlap_ms, "m"), model_id="m")
+    return s
+
+
+def said(job: TranscribeJob, texts: str, start_ms: int = 0, step_ms: int = 400) -> JobResult:
+    """The worker's reply to ``job``: ``texts`` spoken from ``start_ms`` (window-relative)."""
+    words = tuple(
+        Word(t, start_ms + i * step_ms, start_ms + (i + 1) * step_ms - 50, 0.9)
+        for i, t in enumerate(texts.split())
+    )
+    segment = Segment(texts, words[0].start_ms, words[-1].end_ms, words)
+    return JobResult("s", job.window_index, job.attempt, True, (segment,), priority=job.priority)
+
+
+def frames(s: Session, ms: int, start_s: float = 0.0, pause_s: float = 0.2) -> list[TranscribeJob]:
+    """Feed ``ms`` of speech in real time (200 ms frames); every job sent."""
+    jobs = []
+    pcm = speech_pcm(ms, pause_s)
+    step = FRAME_MS * RATE // 1000 * 2
+    for i in range(0, len(pcm), step):
+        now = start_s + (i // step + 1) * FRAME_MS / 1000
+        jobs += s.feed_audio(pcm[i : i + step], now).jobs
+    return jobs
+
+
+def test_an_interim_pass_goes_out_after_a_second_of_speech_at_the_lowest_priority() -> None:
+    """One second into a 5 s window, the audio so far is sent for a hypothesis: the interim
+    channel, the encoder context of the audio present, nothing committed yet."""
+    s = live()
+    jobs = frames(s, 1000)
+    assert [j.priority for j in jobs] == ["interim"]
+    assert jobs[0].audio_s == 1.0 and jobs[0].channel == "asr.inference.m.interim"
+    assert 0 < jobs[0].audio_ctx < 1500
+
+
+def test_an_interim_result_is_a_pending_hypothesis_and_commits_nothing() -> None:
+    """Its words go out as ``speech.hypothesis`` (pending), never as a phrase."""
+    s = live()
+    (job,) = frames(s, 1000)
+    out = s.on_result(said(job, "hello there"), 1.2)
+    assert [type(e) for e in out.events] == [Hypothesis]
+    hypothesis = out.events[0]
+    assert isinstance(hypothesis, Hypothesis) and hypothesis.pending
+    assert hypothesis.text == "hello there"
+    assert s.transcript.words == [] and out.jobs == []
+
+
+def test_one_interim_pass_in_flight_the_next_after_its_answer_or_its_expiry() -> None:
+    """A session never queues a second interim pass: the next waits for the answer, or for
+    ``INTERIM_TTL_S`` when the worker dropped it."""
+    s = live()
+    (first,) = frames(s, 1000)
+    assert frames(s, 400, start_s=1.0) == []  # 1.4 s: the first is still in flight
+    s.on_result(said(first, "hello"), 1.4)
+    assert [j.priority for j in frames(s, 600, start_s=1.4)] == ["interim"]  # at 2.0 s
+    # Never answered (dropped by a busy worker): the next one after the TTL, at 3.6 s.
+    late = frames(s, 1600, start_s=2.0)
+    assert [j.audio_s for j in late] == [3.6]
+
+
+def test_no_interim_pass_while_a_window_is_in_flight_and_a_window_resets_the_step() -> None:
+    """The window's own result shows its audio: interim passes resume a second of speech
+    after the window's end, once its result is in."""
+    s = live()
+    jobs = []
+    for second in range(5):
+        for job in frames(s, 1000, start_s=second):
+            jobs.append(job)
+            if job.priority == "interim":
+                s.on_result(said(job, "word"), second + 1)
+    window = [j for j in jobs if j.priority == "live"]
+    assert len(window) == 1 and 3.75 <= window[0].audio_s <= 5.0  # cut at a pause
+    assert frames(s, 1000, start_s=5.0) == []  # the window is in flight
+    s.on_result(said(window[0], "one two three four five six seven eight nine ten", 0, 480), 6)
+    assert [j.priority for j in frames(s, 1000, start_s=6.0)] == ["interim"]
+
+
+def test_an_interim_result_overtaken_by_the_window_is_dropped() -> None:
+    """An interim pass answered after the window that heard its audio shows nothing (its text
+    would be older than the phrase)."""
+    s = live()
+    jobs = frames(s, 4000)
+    interim = jobs[-1]
+    assert interim.priority == "interim"
+    window = frames(s, 1000, start_s=4.0)[-1]  # sent before the interim pass was answered
+    assert window.priority == "live"
+    out = s.on_result(said(window, "one two three four five six seven eight nine ten", 0, 480), 5)
+    assert any(isinstance(e, Phrase) for e in out.events)
+    assert s.on_result(said(interim, "one two three four five"), 5.1).events == []
+
+
+def test_interim_words_already_committed_are_not_shown_again() -> None:
+    """After a window committed its words, an interim pass over the overlap shows only the
+    words after the transcript."""
+    s = live()
+    window = [j for j in frames(s, 5000) if j.priority == "live"][0]
+    s.on_result(said(window, "one two three four five six seven eight nine ten", 0, 480), 5)
+    committed = [w.text for w in s.transcript.words]
+    (interim,) = [j for j in frames(s, 1000, start_s=5.0) if j.priority == "interim"]
+    start_ms = s.buffer.start_ms
+    # The pass hears from the buffer's start: the last committed words, then new ones.
+    tail = [w for w in s.transcript.words if w.end_ms > start_ms]
+    heard = " ".join([*(w.text for w in tail), "eleven", "twelve"])
+    offset = tail[0].start_ms - start_ms if tail else 0
+    out = s.on_result(said(interim, heard, offset, 480), 6.2)
+    (hypothesis,) = [e for e in out.events if isinstance(e, Hypothesis)]
+    assert hypothesis.text.split()[-2:] == ["eleven", "twelve"]
+    assert not set(hypothesis.text.split()) & set(committed[-len(tail) :] if tail else [])
+
+
+def test_no_interim_pass_on_silence() -> None:
+    """Silence is not heard for a hypothesis."""
+    s = live()
+    silent = bytes(2 * RATE * 3)
+    jobs = []
+    for i in range(0, len(silent), 6400):
+        jobs += s.feed_audio(silent[i : i + 6400], (i // 6400 + 1) * 0.2).jobs
+    assert jobs == []
+
+
+def test_interim_passes_are_off_with_interim_ms_zero() -> None:
+    """``WSS_INTERIM_MS=0``: the session sends windows only."""
+    s = live(interim_ms=0)
+    assert frames(s, 4000) == []
+
+
+def test_short_windows_leave_their_hypotheses_to_the_interim_passes() -> None:
+    """With interim passes on, a 2 s window policy sends no interim-only span of its own (it
+    would hold the session's one window slot, at full priority)."""
+    s = live(window_ms=2000)
+    jobs = frames(s, 3000, pause_s=0.1)
+    assert {j.priority for j in jobs} == {"interim"}
+    assert isinstance(s.configured.policy, WindowedPolicy)
+    assert not s.configured.policy.interim_spans
+
+
+def test_due_needs_a_step_of_new_speech_after_what_was_shown() -> None:
+    """``InterimPasses.due``: a step of audio after the last pass or window, holding speech."""
+
+    class Buffer:
+        start_ms, end_ms = 0, 900
+
+        def has_speech(self, start_ms: int, end_ms: int, min_speech_ms: int = 100) -> bool:
+            return True
+
+    passes = InterimPasses(1000)
+    buffer = Buffer()
+    assert passes.due(buffer, 0.9) is None  # type: ignore[arg-type]
+    buffer.end_ms = 1000
+    assert passes.due(buffer, 1.0) == (0, 1000)  # type: ignore[arg-type]
+    passes.window_sent(1500)
+    buffer.end_ms = 2400
+    assert passes.due(buffer, 2.4) is None  # type: ignore[arg-type]
+    buffer.end_ms = 2500
+    assert passes.due(buffer, 2.5) == (0, 2500)  # type: ignore[arg-type]

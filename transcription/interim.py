@@ -1,0 +1,86 @@
+"""Interim passes, sans-IO: when a live session hears its audio for ``speech.hypothesis`` only.
+
+Normative: ``docs/PROTOCOL.md`` "Windows and events". A window is transcribed once enough audio
+for it has arrived (5 s by default), so without help a word is first shown a window after it
+was spoken. While the session waits for its next window (no window in flight), every
+``step_ms`` of new speech the audio since the buffer's start (where the next window will
+start) is sent as an interim job: the lowest priority of the worker contract, run only by a
+worker slot that finds no live window waiting, and dropped by the worker when it waited past
+``INTERIM_TTL_S`` (``inference/messages.py``). Its words are never committed: the session
+sends the ones after the committed transcript as a pending ``speech.hypothesis``, and drops a
+result that a window's result has overtaken. At most one interim pass per session is in
+flight, so a session queues at most one of them, whatever the load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transcription.inference.messages import INTERIM_TTL_S
+from transcription.policy import AudioBuffer
+
+
+@dataclass(frozen=True, slots=True)
+class InterimPass:
+    """One interim job in flight: its window index, the span it hears and when it was sent
+    (the session's clock)."""
+
+    window_index: int
+    start_ms: int
+    end_ms: int
+    sent_at: float
+
+
+class InterimPasses:
+    """A session's interim passes: ``due`` says when to send one, ``sent`` records it,
+    ``take`` matches its result."""
+
+    def __init__(self, step_ms: int, ttl_s: float = INTERIM_TTL_S) -> None:
+        self.step_ms = step_ms
+        self.ttl_s = ttl_s
+        self._pending: InterimPass | None = None
+        self._shown_until_ms = 0  # the end of the audio the last window or pass heard
+        self._final_until_ms = 0  # the end of the last window whose result came in
+
+    def due(self, buffer: AudioBuffer, now: float) -> tuple[int, int] | None:
+        """Called when new audio arrived and no window is in flight: the span to hear now
+        (the buffer's start to its end), or None. Due once ``step_ms`` of audio after what
+        was last heard holds speech, and the pass before it came back or expired."""
+        if self.step_ms <= 0:
+            return None
+        if self._pending is not None and now - self._pending.sent_at < self.ttl_s:
+            return None
+        new_from = max(self._shown_until_ms, buffer.start_ms)
+        if buffer.end_ms - new_from < self.step_ms:
+            return None
+        if not buffer.has_speech(new_from, buffer.end_ms):
+            return None
+        return buffer.start_ms, buffer.end_ms
+
+    def sent(self, window_index: int, start_ms: int, end_ms: int, now: float) -> None:
+        """An interim job for ``start_ms``..``end_ms`` went out as ``window_index``."""
+        self._pending = InterimPass(window_index, start_ms, end_ms, now)
+        self._shown_until_ms = max(self._shown_until_ms, end_ms)
+
+    def window_sent(self, end_ms: int) -> None:
+        """A window (a job that commits) went out: its result shows the audio to ``end_ms``."""
+        self._shown_until_ms = max(self._shown_until_ms, end_ms)
+
+    def window_done(self, end_ms: int) -> None:
+        """A window's result came in: interim results for audio before ``end_ms`` are stale."""
+        self._final_until_ms = max(self._final_until_ms, end_ms)
+
+    def take(self, window_index: int) -> InterimPass | None:
+        """The pass a result answers (forgotten from now on), None when it is not ours; a
+        pass whose audio a window's result already showed is stale: None too."""
+        pending = self._pending
+        if pending is None or pending.window_index != window_index:
+            return None
+        self._pending = None
+        if self._final_until_ms >= pending.end_ms:
+            return None
+        return pending
+
+    def is_interim(self, window_index: int) -> bool:
+        """True for the window index of the pass in flight."""
+        return self._pending is not None and self._pending.window_index == window_index
