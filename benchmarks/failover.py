@@ -12,7 +12,10 @@ Figures: ``caption gap`` is the time from the failure to the next caption; ``max
 largest delay of a caption behind the end of the speech it transcribes (a 5 s window alone
 makes that ~5 s); ``inference p50`` the median inference time of a window in that run (the
 "plus one inference" of the targets); ``ready again`` when ``/ready`` was 200 again after the
-Redis failures; ``reconnect → phrase`` the time from the resume's upgrade to its first caption.
+Redis failures; ``reconnect → phrase`` the time from the resume's upgrade to its first caption,
+of which the speaker may still be saying that caption's last words (``speaking after reconnect``);
+``resume cost`` is what is left: from the later of the reconnect and the end of that speech to
+the caption.
 
 Usage: ``python benchmarks/failover.py [--quick] [--scenarios worker_kill node_kill ...]
 [--name failover]``
@@ -40,6 +43,8 @@ COLUMNS = (
     "inference p50 s",
     "ready again s",
     "reconnect → phrase s",
+    "speaking after reconnect s",
+    "resume cost s",
 )
 
 
@@ -60,6 +65,8 @@ async def _one(scenario: str, env: dict[str, str], pcm: bytes) -> dict[str, Any]
         "inference p50 s": round(statistics.median(inference), 2) if inference else None,
         "ready again s": figures.get("ready_again_s"),
         "reconnect → phrase s": figures.get("reconnect_to_first_phrase_s"),
+        "speaking after reconnect s": figures.get("speaking_after_reconnect_s"),
+        "resume cost s": figures.get("resume_cost_s"),
         "figures": figures,
         "inference_s": inference,
     }

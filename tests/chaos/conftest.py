@@ -24,5 +24,5 @@ def chaos_env(tiny_model_path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def recording() -> speech.Composition:
-    """About 20 s of speech: four sentences, two clear voices."""
-    return speech.compose(speech.SENTENCES[:4], speech.VOICES[:2])
+    """About 14 s of speech: three sentences, two clear voices (the failures happen at 7 s)."""
+    return speech.compose(speech.SENTENCES[:3], speech.VOICES[:2])

@@ -346,6 +346,15 @@ class Outcome:
             assert self.run.resumed_ack_at is not None
             out["reconnect_to_ack_s"] = round(self.run.resumed_ack_at - self.run.reconnected_at, 2)
             out["replayed_ms"] = self.run.replayed_ms
+            # The first resumed phrase cannot come before its last word is spoken: how much of
+            # the reconnect -> phrase time the speaker was still talking, and what is left.
+            first = next(c for c in self.run.captions if c.at == self.run.first_resumed_at)
+            spoken_at = self.run.started_at + first.end_ms / 1000
+            still_speaking = max(0.0, spoken_at - self.run.reconnected_at)
+            out["speaking_after_reconnect_s"] = round(still_speaking, 2)
+            out["resume_cost_s"] = round(
+                self.run.first_resumed_at - max(self.run.reconnected_at, spoken_at), 2
+            )
         return out
 
 
