@@ -28,6 +28,8 @@ PLAN: tuple[tuple[str, list[str], int, int], ...] = (
     ("ingest", ["--seconds", "30"], 60, 25),
     ("memory", [], 90, 30),
     ("failover", [], 200, 100),
+    # base over the 15 real de/es/fr clips: offline, streamed with the language and with auto.
+    ("languages", [], 300, 120),
     # base at 2 s windows alone takes ~6 min with the full encoder: kept out of make bench
     # (run ``quality.py`` without --short-window-models for it).
     (

@@ -3,7 +3,8 @@ real daphne serving tiny.en (the default) and base in one process, real speech, 
 
 Real German, Spanish and French come from ../shared/speech/multi (skipped when absent),
 English is generated; each is streamed with ``"auto"`` and scored with Whisper's basic
-normaliser against the same model offline, language given, whole clip in one call."""
+normaliser against the same model offline, language given, whole clip in one call. The figures
+over all fifteen clips (``benchmarks/languages.py``) are in benchmarks/results/SUMMARY.md."""
 
 from __future__ import annotations
 
@@ -22,14 +23,18 @@ from tests.support.multi import Clip, basic_wer, clips
 from tests.support.server import Server, start_server
 from tests.support.speech import SENTENCES, synthesize
 from transcription.inference.types import InferenceRequest
+from transcription.languages import LOCK_MIN_PROBABILITY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-# Windows shorter than a clip (10-18 s), so the language is locked over several windows.
+# Windows shorter than the speech (20-35 s), so the language is locked over several windows.
 WINDOW = {"window_duration_ms": 8000, "overlap_duration_ms": 1000}
-# Measured (docs in the closing note): streaming is within 0-6 points of offline on these
-# clips; more than 10 points means the merge or the language lock lost words.
-WER_MARGIN = 0.10
+# Two sentences per language (40-75 words): in one clip of 10-30 words a single word is 3-10
+# points, and where the windows cut moves it by +-10. Measured at these windows: streaming 0 to
+# +2.6 points (one word) over offline; benchmarks/languages.py pools 0 to +3.7 points per
+# language over five clips. More means the merge or the language lock lost words.
+WER_MARGIN = 0.06
+PAUSE_S = 0.5  # between the two sentences
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +60,22 @@ def offline_text(backend: object, samples: np.ndarray, language: str) -> str:
     return " ".join(s.text.strip() for s in segments)
 
 
+def two_sentences(language: str) -> list[Clip]:
+    """The first two clips of ``language`` (streamed one after the other)."""
+    return clips(language)[:2]
+
+
+def joined(parts: list[Clip]) -> Clip:
+    """``parts`` as one recording, a short pause between them."""
+    pause = b"\0\0" * int(16000 * PAUSE_S)
+    return Clip(
+        "+".join(c.name for c in parts),
+        parts[0].language,
+        " ".join(c.reference for c in parts),
+        pause.join(c.pcm for c in parts),
+    )
+
+
 def english_clip() -> Clip:
     audio = np.concatenate([synthesize(s, "hibari") for s in SENTENCES[:3]])
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
@@ -66,9 +87,10 @@ async def test_auto_detects_and_locks_the_language_of_real_speech(
     two_model_server: Server, offline: object, language: str
 ) -> None:
     """ "auto" (no model_id: the English-only default) goes to base; every phrase reports the
-    clip's language, locked with a clear probability, the checkpoint keeps it, and the WER is
-    within a few points of base offline with the language given."""
-    clip = english_clip() if language == "en" else clips(language)[0]
+    speech's language, locked with a clear probability, the checkpoint keeps it, and the WER
+    is within a few points of base offline with the language given."""
+    parts = [english_clip()] if language == "en" else two_sentences(language)
+    clip = joined(parts)
     result = await stream(
         two_model_server.url, pcm_chunks(clip.pcm, 16000), config(language="auto", **WINDOW)
     )
@@ -78,8 +100,12 @@ async def test_auto_detects_and_locks_the_language_of_real_speech(
     assert all(p["language_probability"] >= 0.5 for p in result.phrases)
     assert result.last_checkpoint is not None
     assert result.last_checkpoint["language"] == language
+    assert result.last_checkpoint["language_probability"] >= LOCK_MIN_PROBABILITY
     streamed = basic_wer(clip.reference, result.phrase_text)
-    baseline = basic_wer(clip.reference, offline_text(offline, clip.samples, language))
+    # Each sentence offline in one call (whisper.cpp seeks through audio over 30 s, which
+    # costs words of its own: not the bar a stream is held to).
+    whole = " ".join(offline_text(offline, c.samples, language) for c in parts)
+    baseline = basic_wer(clip.reference, whole)
     print(f"{clip.name}: streaming {streamed:.3f} offline {baseline:.3f}")
     assert streamed <= baseline + WER_MARGIN, (result.phrase_text, clip.reference)
 
