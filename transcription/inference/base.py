@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from transcription.audio import SAMPLE_RATE_HZ
 from transcription.inference.types import InferenceRequest, Segment
 from transcription.languages import AUTO, CODES, ENGLISH, LANGUAGES, Detected
 from transcription.modelfiles.ggml import GGML_MAGIC
@@ -87,6 +88,22 @@ def run_window(
         detection = backend.detect_language(samples, request)
         request = replace(request, language=detection.code)
     return backend.transcribe(samples, request), detection
+
+
+# whisper.cpp's language detection encodes with the audio_ctx that the last whisper_full on the
+# same state stored (whisper_full_with_state is the only writer of state->exp_n_audio_ctx, and
+# its own detection runs before the store), so a detection after an interim pass (a short
+# audio_ctx) would hear only its first second or two. A whisper_full on this primer whose
+# encoder_begin_callback says no stores the request's audio_ctx and stops before encoding
+# (the callback is asked right before each encode; under 100 ms whisper.cpp returns before the
+# store): each backend runs one before a detection, for the cost of a 0.5 s mel.
+AUDIO_CTX_PRIMER = np.zeros(SAMPLE_RATE_HZ // 2, dtype=np.float32)
+
+
+def primer_request(request: InferenceRequest) -> InferenceRequest:
+    """The request of the priming call: ``request``'s audio_ctx, a given language (no
+    detection of its own), nothing else that costs."""
+    return replace(request, language=ENGLISH, prompt="", beam_size=1)
 
 
 def detected(lang_id: int, probability: float) -> Detected:

@@ -17,12 +17,14 @@ import numpy as np
 
 from transcription.audio import SAMPLE_RATE_HZ
 from transcription.inference.base import (
+    AUDIO_CTX_PRIMER,
     apply_params,
     check_model_file,
     common_params,
     detected,
     effective_threads,
     model_name_from_path,
+    primer_request,
     whisper_language,
 )
 from transcription.inference.filters import DEFAULT_FILTERS, FilterConfig, filter_segments
@@ -129,6 +131,17 @@ class PyWhisperCppBackend:
         # Filled in place: a C-contiguous float32 array is passed to C without a copy.
         probs = np.zeros(int(self._pw.whisper_lang_max_id()) + 1, dtype=np.float32)
         with self._checkout() as slot:
+            # The detection's audio_ctx is the last whisper_full's (base.AUDIO_CTX_PRIMER).
+            primer = self._params(slot, primer_request(request))
+            primer.set_encoder_begin_callback(lambda _ctx: False)
+            try:
+                rc = self._pw.whisper_full(
+                    slot.ctx, primer, AUDIO_CTX_PRIMER, len(AUDIO_CTX_PRIMER)
+                )
+            finally:
+                primer.clear_encoder_begin_callback()
+            if rc != 0:
+                raise RuntimeError(f"whisper_full failed with code {rc}")
             rc = self._pw.whisper_pcm_to_mel(slot.ctx, audio, len(audio), n_threads)
             if rc != 0:
                 raise RuntimeError(f"whisper_pcm_to_mel failed with code {rc}")

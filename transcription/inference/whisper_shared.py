@@ -42,12 +42,14 @@ import numpy as np
 
 from transcription.audio import SAMPLE_RATE_HZ
 from transcription.inference.base import (
+    AUDIO_CTX_PRIMER,
     apply_params,
     check_model_file,
     common_params,
     detected,
     effective_threads,
     model_name_from_path,
+    primer_request,
     whisper_language,
 )
 from transcription.inference.filters import DEFAULT_FILTERS, FilterConfig, filter_segments
@@ -454,6 +456,8 @@ _LOG_CALLBACK_TYPE = ctypes.CFUNCTYPE(None, c_int, c_char_p, c_void_p)
 _GGML_LOG_LEVEL_WARN = 3
 _GGML_LOG_LEVEL_ERROR = 4
 _whisper_log = logging.getLogger("whisper.cpp")
+# What whisper.cpp logs (as an error) when the priming call stops as asked: not an error here.
+_PRIMER_STOP = "encoder_begin_callback returned false"
 
 
 @_LOG_CALLBACK_TYPE
@@ -461,12 +465,21 @@ def _forward_log(level: int, text: bytes | None, _user_data: int | None) -> None
     message = (text or b"").decode("utf-8", errors="replace").rstrip()
     if not message:
         return
-    if level == _GGML_LOG_LEVEL_ERROR:
+    if level == _GGML_LOG_LEVEL_ERROR and _PRIMER_STOP not in message:
         _whisper_log.error(message)
     elif level == _GGML_LOG_LEVEL_WARN:
         _whisper_log.warning(message)
     else:
         _whisper_log.debug(message)
+
+
+_ENCODER_BEGIN_CALLBACK_TYPE = ctypes.CFUNCTYPE(c_bool, c_void_p, c_void_p, c_void_p)
+
+
+@_ENCODER_BEGIN_CALLBACK_TYPE
+def _refuse_encoding(_ctx: int | None, _state: int | None, _user_data: int | None) -> bool:
+    """The priming call's encoder_begin_callback (base.AUDIO_CTX_PRIMER): no encoding."""
+    return False
 
 
 def _install_log_forwarding(lib: ctypes.CDLL) -> None:
@@ -577,6 +590,7 @@ class SharedWhisperBackend:
         probs = (c_float * (int(self._lib.whisper_lang_max_id()) + 1))()
         with self._checkout() as state:
             ctx = self._open_ctx()
+            self._prime_audio_ctx(ctx, state, request)
             samples_ptr = audio.ctypes.data_as(POINTER(c_float))
             rc = self._lib.whisper_pcm_to_mel_with_state(
                 ctx, state, samples_ptr, len(audio), n_threads
@@ -585,6 +599,16 @@ class SharedWhisperBackend:
                 raise RuntimeError(f"whisper_pcm_to_mel_with_state failed with code {rc}")
             lang_id = self._lib.whisper_lang_auto_detect_with_state(ctx, state, 0, n_threads, probs)
         return detected(lang_id, probs[lang_id] if lang_id >= 0 else 0.0)
+
+    def _prime_audio_ctx(self, ctx: int, state: int, request: InferenceRequest) -> None:
+        """Store ``request``'s audio_ctx in ``state`` for the detection (``AUDIO_CTX_PRIMER``)."""
+        params, keepalive = self._params(primer_request(request))
+        params.encoder_begin_callback = ctypes.cast(_refuse_encoding, c_void_p).value
+        primer = AUDIO_CTX_PRIMER.ctypes.data_as(POINTER(c_float))
+        rc = self._lib.whisper_full_with_state(ctx, state, params, primer, len(AUDIO_CTX_PRIMER))
+        del keepalive
+        if rc != 0:
+            raise RuntimeError(f"whisper_full_with_state failed with code {rc}")
 
     def close(self) -> None:
         """Free every state and the context; idempotent."""

@@ -132,13 +132,18 @@ def test_base_detects_german_speech_with_a_clear_probability(
     kind: str, base_model_path: Path
 ) -> None:
     """whisper.cpp's language detection on a real German sentence: de, p > 0.8, through
-    either backend's binding (pywhispercpp fills the probabilities in place)."""
+    either backend's binding (pywhispercpp fills the probabilities in place), and the same
+    after a call with a short audio_ctx on the same state (an interim pass): detection hears
+    the whole window, not the audio_ctx whisper.cpp kept from that call."""
     from tests.support.multi import clips
 
     clip = clips("de")[0]
     backend = load_backend(kind, base_model_path, concurrency=1, n_threads=2)  # type: ignore[arg-type]
     try:
         found = backend.detect_language(clip.samples, InferenceRequest(language="auto"))
+        backend.transcribe(clip.samples[:16000], InferenceRequest(language="de", audio_ctx=64))
+        after_short = backend.detect_language(clip.samples, InferenceRequest(language="auto"))
     finally:
         backend.close()
     assert found.code == "de" and found.probability > 0.8
+    assert after_short == found
