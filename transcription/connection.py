@@ -166,7 +166,7 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
         """Configure the session (its model, admission, resume, live marker), then
         acknowledge."""
         self.session.check_can_configure()
-        self.model = route(settings.OPENASR, config.model_id, config.language)
+        self.model = route(settings.OPENASR, config.model_id, config.language, config.task)
         self.session.check_config(config, self.model.model_id, self.model.multilingual)
         await admission.check_session_caps(self.key)
         await admission.admit(self.channel_name, config, self.model.model_id)

@@ -14,9 +14,15 @@ for the rest of the session, so that later windows do not flip languages.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 AUTO = "auto"
 ENGLISH = "en"
+# What a session asks of the model: text in the language spoken, or English text of it
+# (whisper.cpp's ``translate``; multilingual models only).
+Task = Literal["transcribe", "translate"]
+TRANSCRIBE: Task = "transcribe"
+TRANSLATE: Task = "translate"
 
 # Whisper's languages, in whisper.cpp's id order (en = 0 ... yue = 99).
 LANGUAGES: tuple[tuple[str, str], ...] = (
@@ -149,9 +155,11 @@ def normalize_language(value: str) -> str:
     raise UnknownLanguage(f"{value[:16]!r} is not {WHERE_CODES_COME_FROM}")
 
 
-def needs_multilingual(code: str) -> bool:
-    """True when an English-only model cannot serve ``code`` (a normalised language)."""
-    return code != ENGLISH
+def needs_multilingual(code: str, task: Task = TRANSCRIBE) -> bool:
+    """True when an English-only model cannot serve ``code`` (a normalised language) with
+    ``task``: any language but English, and any translation (English-only models have no
+    translate task: whisper.cpp ignores the flag for them)."""
+    return code != ENGLISH or task == TRANSLATE
 
 
 # --- "auto": from per-window detections to one language ---

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from openasr_site.config import BASE_DIR
-from transcription.languages import UnknownLanguage, needs_multilingual, normalize_language
+from transcription.languages import (
+    TRANSCRIBE,
+    Task,
+    UnknownLanguage,
+    needs_multilingual,
+    normalize_language,
+)
 from transcription.modelfiles.ggml import GGML_MAGIC
 from transcription.modelfiles.sources import known_models
 
@@ -120,16 +126,17 @@ def find_model(cfg: Any, model_id: str) -> ModelInfo | None:
     return None
 
 
-def route(cfg: Any, model_id: str, language: str) -> ModelInfo:
+def route(cfg: Any, model_id: str, language: str, task: Task = TRANSCRIBE) -> ModelInfo:
     """The model that serves a session asking for ``model_id`` in ``language``: the one the id
     names, else the default; an English-only one is swapped for the first multilingual model
-    served when the language is not English (``auto`` included). With no multilingual model
-    served, the English-only one is returned and ``Session.check_config`` refuses it."""
+    served when the language is not English (``auto`` included) or the task is ``translate``.
+    With no multilingual model served, the English-only one is returned and
+    ``Session.check_config`` refuses it."""
     model = find_model(cfg, model_id) or served_models(cfg)[0]
     try:
         code = normalize_language(language)
     except UnknownLanguage:
         return model  # refused at config, naming the field
-    if not model.multilingual and needs_multilingual(code):
+    if not model.multilingual and needs_multilingual(code, task):
         return next((m for m in served_models(cfg) if m.multilingual), model)
     return model

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 from transcription.audio.decode import Encoding
 from transcription.events import (
@@ -30,7 +30,7 @@ from transcription.events import (
     invalid,
 )
 from transcription.inference.types import Word
-from transcription.languages import UnknownLanguage, normalize_language
+from transcription.languages import TRANSCRIBE, Task, UnknownLanguage, normalize_language
 
 # --- limits of the wire format (docs/PROTOCOL.md "speech.config") ---
 LANGUAGE_MAX_CHARS = 16
@@ -40,6 +40,7 @@ SAMPLE_RATE_MAX_HZ = 96000
 WINDOW_MIN_MS = 1000
 WINDOW_MAX_MS = 60000
 ENCODINGS = ("pcm_s16le", "opus", "pcm_mulaw", "pcm_alaw")
+TASKS: tuple[Task, ...] = get_args(Task)
 # G.711 is telephony audio: without a sample_rate it is taken to be 8 kHz (not the default).
 G711_ENCODINGS = ("pcm_mulaw", "pcm_alaw")
 G711_DEFAULT_RATE_HZ = 8000
@@ -76,6 +77,7 @@ class SpeechConfig:
     overlap_duration_ms: int
     model_id: str
     resume_checkpoint: Mapping[str, Any] | None = None
+    task: Task = TRANSCRIBE  # an extra field: "translate" gives English text of any language
 
     def effective(self, serving_model_id: str) -> dict[str, Any]:
         """The ``effective_config`` of the ack: what the server will actually do."""
@@ -86,6 +88,7 @@ class SpeechConfig:
             "window_duration_ms": self.window_duration_ms,
             "overlap_duration_ms": self.overlap_duration_ms,
             "model_id": serving_model_id,
+            "task": self.task,
         }
 
 
@@ -146,6 +149,9 @@ def parse_speech_config(payload: Mapping[str, Any], defaults: ConfigDefaults) ->
     resume = payload.get("resume_checkpoint")
     if resume is not None and not isinstance(resume, dict):
         raise invalid("Invalid 'resume_checkpoint': must be an object or null")
+    task = payload.get("task", TRANSCRIBE)
+    if task not in TASKS:
+        raise invalid("Invalid 'task': must be 'transcribe' or 'translate'")
     return SpeechConfig(
         language=language,
         sample_rate=sample_rate,
@@ -154,6 +160,7 @@ def parse_speech_config(payload: Mapping[str, Any], defaults: ConfigDefaults) ->
         overlap_duration_ms=overlap,
         model_id=model_id,
         resume_checkpoint=resume,
+        task=task,
     )
 
 

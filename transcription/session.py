@@ -48,7 +48,7 @@ from transcription.inference.client import (
 )
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
 from transcription.inference.types import Word
-from transcription.languages import needs_multilingual
+from transcription.languages import ENGLISH, TRANSLATE, needs_multilingual
 from transcription.limits import SessionLimits
 from transcription.policy import (
     ANCHOR_MARGIN_MS,
@@ -149,11 +149,13 @@ class Session:
     def check_config(config: SpeechConfig, model_id: str, multilingual: bool) -> SpeechConfig:
         """What the model can do: the config with its language as a Whisper code (every wire
         API's language goes through here), or ``INVALID_MESSAGE``: an unknown language, or a
-        language other than English (``"auto"`` included) for an English-only model."""
+        language other than English (``"auto"`` included) or ``task`` "translate" for an
+        English-only model."""
         language = language_field(config.language)
-        if not multilingual and needs_multilingual(language):
+        if not multilingual and needs_multilingual(language, config.task):
+            field, value = ("language", language) if language != ENGLISH else ("task", config.task)
             raise invalid(
-                f"Invalid 'language': {language!r} needs a multilingual model, and the serving "
+                f"Invalid '{field}': {value!r} needs a multilingual model, and the serving "
                 f"model {model_id} is English-only (no multilingual model is served here)"
             )
         return replace(config, language=language)
@@ -466,6 +468,7 @@ class Session:
             window_index=c.next_window_index,
             samples=samples,
             language=c.language.request,
+            translate=c.config.task == TRANSLATE,
             beam_size=1,
             n_threads=self.limits.n_threads,
             audio_ctx=audio_ctx_for(len(samples) / SAMPLE_RATE_HZ),
@@ -523,6 +526,7 @@ class Session:
                 window_index=c.next_window_index,
                 samples=samples,
                 language=c.language.request,
+                translate=c.config.task == TRANSLATE,
                 prompt=self._prompt(span),
                 beam_size=self.limits.beam_size,
                 n_threads=self.limits.n_threads,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import websockets
+from whisper_normalizer.basic import BasicTextNormalizer
 
 from tests.e2e.conftest import migrated_db
 from tests.support.client import config, pcm_chunks, stream
@@ -108,6 +109,28 @@ async def test_auto_detects_and_locks_the_language_of_real_speech(
     baseline = basic_wer(clip.reference, whole)
     print(f"{clip.name}: streaming {streamed:.3f} offline {baseline:.3f}")
     assert streamed <= baseline + WER_MARGIN, (result.phrase_text, clip.reference)
+
+
+# Function words that tell English text from German text (a translation keeps a few of the
+# first, a transcription of German is full of the second).
+ENGLISH_WORDS = {"the", "of", "and", "to", "a", "in", "is", "you", "they", "for", "it", "was"}
+GERMAN_WORDS = {"die", "der", "das", "und", "sie", "ist", "zum", "von", "auf", "ein", "eine"}
+
+
+async def test_german_speech_with_task_translate_comes_back_in_english(
+    two_model_server: Server,
+) -> None:
+    """task "translate" with "auto" on the English-only default: base serves it, the ack
+    shows the task, phrases report the spoken language (de) and their words are English."""
+    clip = clips("de")[0]
+    payload = config(language="auto", task="translate", **WINDOW)
+    result = await stream(two_model_server.url, pcm_chunks(clip.pcm, 16000), payload)
+    result.assert_ended_normally()
+    effective = result.ack["payload"]["effective_config"]
+    assert (effective["model_id"], effective["task"]) == ("whisper-base", "translate")
+    assert result.phrases and {p["language"] for p in result.phrases} == {"de"}
+    words = set(BasicTextNormalizer()(result.phrase_text).split())
+    assert len(words & ENGLISH_WORDS) >= 3 and not words & GERMAN_WORDS, result.phrase_text
 
 
 async def test_an_unknown_language_is_refused_at_config(two_model_server: Server) -> None:

@@ -70,6 +70,15 @@ def test_a_non_english_session_on_the_english_only_model_goes_to_a_multilingual_
     assert route(cfg(), "whisper-base", "en").model_id == "whisper-base"
 
 
+def test_translation_on_the_english_only_model_goes_to_a_multilingual_one(
+    models_dir: Path,
+) -> None:
+    """task translate, even of English: base serves it (tiny.en has no translate task)."""
+    assert route(cfg(), "whisper-tiny.en", "en", "translate").model_id == "whisper-base"
+    assert route(cfg(), "whisper-tiny.en", "de", "translate").model_id == "whisper-base"
+    assert route(cfg(), "whisper-tiny.en", "en", "transcribe").model_id == "whisper-tiny.en"
+
+
 def test_without_a_multilingual_model_the_english_only_one_is_returned(models_dir: Path) -> None:
     """Nothing to reroute to: tiny.en comes back, and check_config refuses the language."""
     only_tiny = cfg(models=("tiny.en",))

@@ -111,6 +111,9 @@ def test_malformed_frames_are_invalid_message(frame: str, needle: str) -> None:
         ("model_id", "m" * 129),
         ("model_id", 7),
         ("resume_checkpoint", "abc"),
+        ("task", "translation"),
+        ("task", True),
+        ("task", None),
     ],
 )
 def test_out_of_range_or_wrong_type_fields_name_the_field(field: str, value: object) -> None:
@@ -170,6 +173,23 @@ def test_effective_config_reports_the_serving_model() -> None:
     msg = parse(config_msg(model_id="whisper-large-v3"))
     assert isinstance(msg, SpeechConfig)
     assert msg.effective("whisper-tiny.en")["model_id"] == "whisper-tiny.en"
+
+
+def test_task_defaults_to_transcribe_and_translate_is_taken() -> None:
+    """task (an extra field) is "transcribe" when omitted; "translate" is kept, and the ack's
+    effective_config shows it either way."""
+    plain, translated = parse(config_msg()), parse(config_msg(task="translate"))
+    assert isinstance(plain, SpeechConfig) and isinstance(translated, SpeechConfig)
+    assert (plain.task, translated.task) == ("transcribe", "translate")
+    assert plain.effective("m")["task"] == "transcribe"
+    assert translated.effective("m")["task"] == "translate"
+
+
+def test_an_unknown_task_is_refused_naming_the_field_and_the_choices() -> None:
+    """task "summarise" is INVALID_MESSAGE naming 'task' and both values."""
+    err = error_of(config_msg(task="summarise"))
+    assert err.code is ErrorCode.INVALID_MESSAGE
+    assert "'task'" in err.message and "'transcribe' or 'translate'" in err.message
 
 
 def test_events_have_type_session_id_and_payload() -> None:

@@ -166,6 +166,30 @@ def test_an_english_only_model_refuses_another_language_at_config() -> None:
     assert s.state is State.CONNECTED
 
 
+def test_an_english_only_model_refuses_translation_at_config_naming_task() -> None:
+    """task "translate" on an English-only model is INVALID_MESSAGE naming 'task'."""
+    s = Session(SessionLimits(vad="energy"))
+    translate = SpeechConfig("en", RATE, "pcm_s16le", 5000, 500, "m", task="translate")
+    with pytest.raises(ClientError) as info:
+        s.start("s", translate, model_id="m", multilingual=False)
+    assert info.value.code is ErrorCode.INVALID_MESSAGE and "'task'" in info.value.message
+    assert s.state is State.CONNECTED
+
+
+def test_a_translating_session_sends_every_window_to_be_translated() -> None:
+    """task "translate": the ack shows it and each job asks the worker to translate; a
+    transcribing session's jobs do not."""
+    config = SpeechConfig("de", RATE, "pcm_s16le", 5000, 500, "m", task="translate")
+    s = Session(SessionLimits(vad="energy", audio_buffer_ms=60_000), reply_channel="reply")
+    ack = s.start("s", config, model_id="m").events[0]
+    assert isinstance(ack, ConfigAck) and ack.effective_config["task"] == "translate"
+    jobs = feed(s, SPEECH)
+    assert jobs and all(j.translate and j.request().translate for j in jobs)
+    plain = Session(SessionLimits(vad="energy", audio_buffer_ms=60_000), reply_channel="reply")
+    plain.start("s", CONFIG, model_id="m")
+    assert not any(j.translate for j in feed(plain, SPEECH))
+
+
 @pytest.mark.parametrize("language", ["auto", "fr", "en-US"])
 def test_the_english_only_check_takes_normalised_codes(language: str) -> None:
     """ "auto" and "fr" need a multilingual model; "en-US" is English and acks as "en"."""

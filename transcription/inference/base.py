@@ -103,7 +103,7 @@ AUDIO_CTX_PRIMER = np.zeros(SAMPLE_RATE_HZ // 2, dtype=np.float32)
 def primer_request(request: InferenceRequest) -> InferenceRequest:
     """The request of the priming call: ``request``'s audio_ctx, a given language (no
     detection of its own), nothing else that costs."""
-    return replace(request, language=ENGLISH, prompt="", beam_size=1)
+    return replace(request, language=ENGLISH, prompt="", beam_size=1, translate=False)
 
 
 def detected(lang_id: int, probability: float) -> Detected:
@@ -143,7 +143,9 @@ def common_params(request: InferenceRequest) -> dict[str, Any]:
         "single_segment": False,
         "suppress_blank": True,
         "suppress_nst": True,
-        "translate": False,
+        # whisper_full_with_state adds the task token for multilingual models only: an
+        # English-only model ignores it
+        "translate": request.translate,
         "offset_ms": 0,
         "duration_ms": 0,
         "print_special": False,

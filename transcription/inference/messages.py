@@ -107,6 +107,7 @@ class TranscribeJob:
     enqueued_at: float = 0.0  # wall clock (time.time()) when sent, for the queue-wait figure
     priority: Priority = "live"
     model_id: str = ""  # the pool: which model transcribes it
+    translate: bool = False  # the session's task is "translate": English text
 
     @property
     def channel(self) -> str:
@@ -121,6 +122,7 @@ class TranscribeJob:
         """What the backend is asked: the one place a job becomes an ``InferenceRequest``."""
         return InferenceRequest(
             language=self.language,
+            translate=self.translate,
             prompt=self.prompt,
             beam_size=self.beam_size,
             n_threads=self.n_threads,
@@ -137,6 +139,7 @@ class TranscribeJob:
             "attempt": self.attempt,
             "audio": encode_samples(self.samples),
             "language": self.language,
+            "translate": self.translate,
             "prompt": self.prompt,
             "beam_size": self.beam_size,
             "n_threads": self.n_threads,
@@ -149,7 +152,8 @@ class TranscribeJob:
     @classmethod
     def from_message(cls, message: Mapping[str, Any]) -> TranscribeJob:
         """Raises ``MessageError`` naming the first field that does not fit the contract. A job
-        without ``priority`` (a sender from before the field existed) is live."""
+        without ``priority`` (a sender from before the field existed) is live; one without
+        ``translate`` is transcribed."""
         priority = _priority(message)
         return cls(
             reply_channel=_get(message, "reply_channel", str),
@@ -158,6 +162,7 @@ class TranscribeJob:
             attempt=_get(message, "attempt", int),
             samples=decode_samples(_get(message, "audio", bytes)),
             language=_get(message, "language", str),
+            translate=message.get("translate") is True,
             prompt=_get(message, "prompt", str),
             beam_size=_get(message, "beam_size", int),
             n_threads=_get(message, "n_threads", int),

@@ -51,3 +51,4 @@ class InferenceRequest:
     n_threads: int = 2
     audio_ctx: int = 0  # 0 = whisper.cpp default (padded 30 s window)
     max_tokens: int = 0  # per segment; 0 = no limit. Bounds the cost of a decoding loop.
+    translate: bool = False  # English text of any language (whisper.cpp's translate task)

@@ -147,3 +147,10 @@ def test_base_detects_german_speech_with_a_clear_probability(
         backend.close()
     assert found.code == "de" and found.probability > 0.8
     assert after_short == found
+
+
+def test_every_call_sets_the_translate_task_from_the_request() -> None:
+    """common_params sets whisper.cpp's translate flag each call (params persist between
+    calls in pywhispercpp), from the request: a translated window never leaks into the next."""
+    assert base.common_params(InferenceRequest(translate=True))["translate"] is True
+    assert base.common_params(InferenceRequest())["translate"] is False

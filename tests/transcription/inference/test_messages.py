@@ -27,6 +27,16 @@ def test_a_job_round_trips_through_its_message() -> None:
     assert np.allclose(back.samples, samples, atol=1 / 16000)
 
 
+def test_translate_travels_with_the_job_and_an_older_sender_means_transcribe() -> None:
+    """translate round-trips and reaches the request; a message without it is transcribed."""
+    job = TranscribeJob("r", "s", 0, np.zeros(16, dtype=np.float32), "de", translate=True)
+    back = TranscribeJob.from_message(job.to_message())
+    assert back.translate and back.request().translate
+    message = job.to_message()
+    del message["translate"]
+    assert not TranscribeJob.from_message(message).translate
+
+
 def test_the_job_is_the_one_place_a_request_is_made() -> None:
     """request() carries the job's settings and the token bound for its length."""
     job = TranscribeJob("r", "s", 0, np.zeros(32000, dtype=np.float32), beam_size=5)
