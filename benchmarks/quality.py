@@ -38,7 +38,13 @@ from corpus import SETS, SHARED_SPEECH, Recording, load
 
 from tests.support.client import config
 from tests.support.server import Server, start_server
-from tests.support.wer import normalize, repeated_bigrams, word_errors, words_lost_at_joins
+from tests.support.wer import (
+    normalize,
+    repeated_bigrams,
+    style_differences,
+    word_errors,
+    words_lost_at_joins,
+)
 
 WINDOWS = ((5000, 500), (2000, 200))
 NOISE_S = 60.0
@@ -83,6 +89,11 @@ def pooled(
             for (ref, _), parts, whole in zip(pairs, phrases, wholes, strict=True)
         )
         out["joins"] = sum(max(0, len(parts) - 1) for parts in phrases)
+    if offline:
+        pairs_off = zip(offline, pairs, strict=True)
+        styles = [style_differences(whole, hyp) for whole, (_, hyp) in pairs_off]
+        out["case_vs_offline"] = sum(s["case"] for s in styles)
+        out["sentence_ends_vs_offline"] = sum(s["sentence_ends"] for s in styles)
     return out
 
 
@@ -226,6 +237,11 @@ def rows_of(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 row[f"{label} Δ"] = s["wer_pct"] - off["wer_pct"] if s else "not run"
                 row[f"{label} repeats"] = s["repeated_bigrams"] if s else "not run"
                 row[f"{label} lost"] = s["lost_at_joins"] if s else "not run"
+                row[f"{label} case/ends ≠ offline"] = (
+                    f"{s['case_vs_offline']}/{s['sentence_ends_vs_offline']}"
+                    if s and "case_vs_offline" in s
+                    else "not run"
+                )
             rows.append(row)
     return rows
 

@@ -130,7 +130,8 @@ def main() -> None:
         f"{args.model} offline {whole['wer_pct']:.2f} %, "
         f"{args.window[0]}/{args.window[1]}: WER {total['wer_pct']:.2f} % "
         f"({total['errors']}/{total['ref_words']}), repeats {total['repeated_bigrams']}, "
-        f"lost at joins {total['lost_at_joins']} of {total['joins']} joins, "
+        f"lost at joins {total['lost_at_joins']} of {total['joins']} joins, case/sentence "
+        f"ends unlike offline {total['case_vs_offline']}/{total['sentence_ends_vs_offline']}, "
         f"{time.monotonic() - t0:.0f} s"
     )
     if args.json:

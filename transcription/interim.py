@@ -9,15 +9,23 @@ worker slot that finds no live window waiting, and dropped by the worker when it
 ``INTERIM_TTL_S`` (``inference/messages.py``). Its words are never committed: the session
 sends the ones after the committed transcript as a pending ``speech.hypothesis``, and drops a
 result that a window's result has overtaken. At most one interim pass per session is in
-flight, so a session queues at most one of them, whatever the load.
+flight, so a session queues at most one of them, whatever the load. A worker listens for
+interim jobs only while its windows left it idle at least half of the last ten seconds
+(``LiveLoad``), so a loaded node runs windows only.
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 
 from transcription.inference.messages import INTERIM_TTL_S
 from transcription.policy import AudioBuffer
+
+# A worker takes interim jobs only while live and batch jobs kept its slots busy less than
+# this share of the last LOAD_HORIZON_S: idle capacity, not capacity the admitted sessions use.
+INTERIM_MAX_LIVE_SHARE = 0.5
+LOAD_HORIZON_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +92,38 @@ class InterimPasses:
     def is_interim(self, window_index: int) -> bool:
         """True for the window index of the pass in flight."""
         return self._pending is not None and self._pending.window_index == window_index
+
+
+class LiveLoad:
+    """How busy live and batch jobs kept a process's inference slots over the last
+    ``horizon_s`` (the worker side of interim passes): a worker listens for interim jobs only
+    while the share is below ``INTERIM_MAX_LIVE_SHARE``. A slot free now is no promise that
+    it is free when the next window comes; a worker whose windows keep it busy half the time
+    has a window arriving during most interim passes, and the window would wait for one."""
+
+    def __init__(self, horizon_s: float = LOAD_HORIZON_S) -> None:
+        self.horizon_s = horizon_s
+        self._done: collections.deque[tuple[float, float]] = collections.deque()
+        self._running: dict[int, float] = {}
+        self._next = 0
+
+    def start(self, now: float) -> int:
+        """A live or batch job started; the token ends it."""
+        self._next += 1
+        self._running[self._next] = now
+        return self._next
+
+    def stop(self, token: int, now: float) -> None:
+        """The job of ``token`` ended."""
+        started = self._running.pop(token, None)
+        if started is not None:
+            self._done.append((started, now))
+
+    def share(self, now: float, slots: int = 1) -> float:
+        """Busy slot-seconds over the last ``horizon_s``, per slot-second."""
+        since = now - self.horizon_s
+        while self._done and self._done[0][1] <= since:
+            self._done.popleft()
+        spans = [*self._done, *((start, now) for start in self._running.values())]
+        busy = sum(max(0.0, end - max(start, since)) for start, end in spans)
+        return busy / (self.horizon_s * max(1, slots))

@@ -36,6 +36,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from transcription.casing import continue_case
 from transcription.inference.types import Word
 from transcription.transcript import (
     TIME_TOLERANCE_MS,
@@ -153,7 +154,7 @@ def unheard(span: Span, words: Sequence[Word], transcript: Transcript) -> list[W
         same = normalize(first.text) == normalize(last.text) and normalize(first.text)
         if same and first.start_ms - last.end_ms < WORD_ECHO_MS:
             fresh = fresh[1:]
-    return fresh
+    return continue_case(transcript.words[-1] if transcript.words else None, fresh)
 
 
 def _min_progress_ms(span: Span, committed: Sequence[Word]) -> int:

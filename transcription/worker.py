@@ -11,8 +11,10 @@ waits (``InferenceWorker._take``), so a file never queues ahead of a live window
 hold at most all slots but one, so with ``WSS_WORKER_CONCURRENCY`` >= 2 a live window never
 waits for a file's window (with one slot it waits at most for the one running). Interim passes
 (``speech.hypothesis`` only) are taken the same way, by a slot that found no live job waiting,
-and one that waited past ``INTERIM_TTL_S`` is dropped unheard: interim text only fills idle
-slots, so the windows the node admitted sessions for never wait behind a queue of them.
+only while windows kept the slots busy less than half of the last ten seconds
+(``interim.LiveLoad``), and one that waited past ``INTERIM_TTL_S`` is dropped unheard: interim
+text only fills idle capacity, so the windows the node admitted sessions for never wait behind
+a queue of them, and a loaded node runs windows only.
 
 Each served model is a pool (``modelinfo.py``): a worker serves one model, on that model's
 channels. The same ``InferenceWorker`` runs under ``manage.py runworker asr.inference`` (Redis;
@@ -48,6 +50,7 @@ from transcription.inference.messages import (
     TranscribeJob,
     inference_channel,
 )
+from transcription.interim import INTERIM_MAX_LIVE_SHARE, LiveLoad
 from transcription.layer import OutageTolerantReceive, backoff_s, send_soon
 from transcription.modelinfo import resolve_serving_model, served_models
 
@@ -66,6 +69,10 @@ LIVE_FIRST_S = 0.02
 RESULT_SEND_PATIENCE_S = 30.0
 
 _running = 0  # jobs this process is running now (its heartbeat reports them)
+# How busy live and batch jobs kept this process's slots: its workers share the CPU.
+LIVE_LOAD = LiveLoad()
+# An idle worker that was too busy for interim jobs looks again this often.
+LOAD_RECHECK_S = 1.0
 
 
 class InferenceConsumer(OutageTolerantReceive, AsyncConsumer):
@@ -86,6 +93,9 @@ class InferenceConsumer(OutageTolerantReceive, AsyncConsumer):
         started = time.time()
         reply_channel = message.get("reply_channel")
         _running += 1
+        # Interim passes do not count: they only ever fill what the windows leave idle.
+        metered = message.get("priority") != "interim"
+        token = LIVE_LOAD.start(time.monotonic()) if metered else 0
         try:
             job = TranscribeJob.from_message(message)
             accepted = JobAccepted(job.session_id, job.window_index, job.attempt, WORKER_ID)
@@ -99,6 +109,8 @@ class InferenceConsumer(OutageTolerantReceive, AsyncConsumer):
             result = JobResult.failure(message, str(exc), WORKER_ID)
         finally:
             _running -= 1
+            if metered:
+                LIVE_LOAD.stop(token, time.monotonic())
             for slot in slots:
                 slot.release()
         if not isinstance(reply_channel, str):
@@ -250,7 +262,8 @@ class InferenceWorker(Worker):
     async def _take(self, channel: str) -> tuple[str, dict[str, Any]]:
         """Called with a slot held: the next job of ``channel``. For the live channel, a batch
         or interim job is taken only when no live job came within ``LIVE_FIRST_S`` (a batch job
-        also needs a free batch slot, held on return: the consumer releases it); then the
+        also needs a free batch slot, held on return: the consumer releases it; an interim job
+        idle capacity, ``_interim_welcome``, looked at again every ``LOAD_RECHECK_S``); then the
         channels are waited on together, and the first job to come is taken. At most one job
         is ever held: the receives that lost are cancelled (both layers keep a cancelled
         receive's message queued: ``asyncio.Queue.get`` in memory, the backup queue of
@@ -268,10 +281,17 @@ class InferenceWorker(Worker):
         try:
             done, _ = await asyncio.wait({live}, timeout=LIVE_FIRST_S)
             if not done:
-                interim = asyncio.ensure_future(layer.receive(self.interim_channel))
                 batch_slot = asyncio.ensure_future(self.batch_slots.acquire())
-                jobs = {live, interim}
-                await asyncio.wait({*jobs, batch_slot}, return_when=asyncio.FIRST_COMPLETED)
+                jobs: set[asyncio.Future[Any]] = {live}
+                while not done:
+                    if interim is None and self._interim_welcome():
+                        interim = asyncio.ensure_future(layer.receive(self.interim_channel))
+                        jobs.add(interim)
+                    done, _ = await asyncio.wait(
+                        {*jobs, batch_slot},
+                        timeout=None if interim else LOAD_RECHECK_S,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
                 if batch_slot.done() and not any(j.done() for j in jobs):
                     batch = asyncio.ensure_future(layer.receive(self.batch_channel))
                     await asyncio.wait({*jobs, batch}, return_when=asyncio.FIRST_COMPLETED)
@@ -307,6 +327,12 @@ class InferenceWorker(Worker):
             return self.batch_channel, batch_job
         assert interim_job is not None
         return self.interim_channel, interim_job
+
+    def _interim_welcome(self) -> bool:
+        """Interim jobs are taken only with idle capacity: windows kept this process's slots
+        busy less than ``INTERIM_MAX_LIVE_SHARE`` of the last seconds (``interim.LiveLoad``)."""
+        share = LIVE_LOAD.share(time.monotonic(), self.concurrency)
+        return share < INTERIM_MAX_LIVE_SHARE
 
     async def _requeue(self, message: dict[str, Any]) -> None:
         """Give back a batch job taken in a tie with a live one (its sender re-sends it after

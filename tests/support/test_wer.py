@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.support.wer import normalize, repeated_bigrams, wer, word_errors, words_lost_at_joins
+from tests.support.wer import (
+    normalize,
+    repeated_bigrams,
+    style_differences,
+    wer,
+    word_errors,
+    words_lost_at_joins,
+)
 
 _WORDS = st.lists(st.sampled_from(["red", "green", "blue", "cat", "dog"]), max_size=8)
 
@@ -116,3 +123,12 @@ def test_words_the_offline_transcript_also_drops_are_not_lost_at_a_join() -> Non
         words_lost_at_joins(ref, phrases, offline="and here are some more words and that is all")
         == 0
     )
+
+
+def test_style_differences_count_a_sentence_broken_at_a_join() -> None:
+    """ "Ask not. What your" against the offline "Ask not what your": one word capitalised
+    and one sentence end the offline transcript lacks; misheard words are not compared."""
+    offline = "Ask not what your country can do for you."
+    streamed = "Ask not. What your county can do for you."
+    assert style_differences(offline, streamed) == {"case": 1, "sentence_ends": 1}
+    assert style_differences(offline, offline) == {"case": 0, "sentence_ends": 0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections import Counter
 from collections.abc import Callable
@@ -114,3 +115,32 @@ def _deletions(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
         else:
             j -= 1
     return deleted[::-1]
+
+
+def style_differences(offline: str, hypothesis: str) -> dict[str, int]:
+    """How the hypothesis' casing and sentence ends differ from the offline transcript of the
+    same audio, over the words both have (raw words, matched by a word alignment of their
+    lower-case letters and digits): ``case`` counts a word capitalised in one and not the
+    other, ``sentence_ends`` a word closing a sentence (``.?!``) in one and not the other.
+    The WER normaliser ignores both; a window join that breaks a sentence shows up here."""
+    a = [w for w in offline.split() if _bare(w)]
+    b = [w for w in hypothesis.split() if _bare(w)]
+    matcher = difflib.SequenceMatcher(a=[_bare(w) for w in a], b=[_bare(w) for w in b])
+    case = ends = 0
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            x, y = a[block.a + k], b[block.b + k]
+            case += _capital(x) != _capital(y)
+            ends += x.rstrip("\"')").endswith((".", "?", "!")) != y.rstrip("\"')").endswith(
+                (".", "?", "!")
+            )
+    return {"case": case, "sentence_ends": ends}
+
+
+def _bare(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum())
+
+
+def _capital(word: str) -> bool:
+    letters = [ch for ch in word if ch.isalpha()]
+    return bool(letters) and letters[0].isupper()

@@ -9,7 +9,7 @@ import numpy as np
 from transcription.events import Hypothesis, Phrase
 from transcription.inference.messages import JobResult, TranscribeJob
 from transcription.inference.types import Segment, Word
-from transcription.interim import InterimPasses
+from transcription.interim import InterimPasses, LiveLoad
 from transcription.limits import SessionLimits
 from transcription.policy import WindowedPolicy
 from transcription.protocol import SpeechConfig
@@ -186,3 +186,15 @@ def test_due_needs_a_step_of_new_speech_after_what_was_shown() -> None:
     assert passes.due(buffer, 2.4) is None  # type: ignore[arg-type]
     buffer.end_ms = 2500
     assert passes.due(buffer, 2.5) == (0, 2500)  # type: ignore[arg-type]
+
+
+def test_live_load_is_the_busy_share_of_the_last_seconds() -> None:
+    """``LiveLoad``: running and finished jobs within the horizon, per slot; older ones drop."""
+    load = LiveLoad(horizon_s=10.0)
+    assert load.share(100.0) == 0.0
+    token = load.start(95.0)
+    assert load.share(100.0) == 0.5  # running for 5 of the last 10 s
+    assert load.share(100.0, slots=2) == 0.25
+    load.stop(token, 98.0)
+    assert load.share(100.0) == 0.3
+    assert load.share(120.0) == 0.0

@@ -27,6 +27,7 @@ from transcription.inference.messages import (
     JobResult,
     TranscribeJob,
 )
+from transcription.interim import LiveLoad
 from transcription.worker import (
     BATCH_SLOTS_SCOPE_KEY,
     LIVE_FIRST_S,
@@ -284,6 +285,26 @@ async def test_an_idle_slot_takes_an_interim_job_arriving_later() -> None:
     assert (channel, message["window_index"]) == (INTERIM_CHANNEL, 5)
     await layer.send(INFERENCE_CHANNEL, job(6))
     assert (await layer.receive(INFERENCE_CHANNEL))["window_index"] == 6
+
+
+async def test_a_worker_busy_with_windows_takes_no_interim_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows kept the slot busy most of the last seconds: an idle slot leaves interim jobs
+    on the layer (they expire there) and still takes the next window at once."""
+    load = LiveLoad()
+    load.start(time.monotonic() - 8)  # a window running for 8 of the last 10 s
+    monkeypatch.setattr(worker_module, "LIVE_LOAD", load)
+    layer = get_channel_layer()
+    worker = bounded_worker(layer)
+    await layer.send(INTERIM_CHANNEL, job(1, "interim"))
+    take = asyncio.ensure_future(worker._take(INFERENCE_CHANNEL))
+    await asyncio.sleep(LIVE_FIRST_S * 5)
+    assert not take.done()
+    await layer.send(INFERENCE_CHANNEL, job(2))
+    channel, message = await asyncio.wait_for(take, 2)
+    assert (channel, message["window_index"]) == (INFERENCE_CHANNEL, 2)
+    assert (await asyncio.wait_for(layer.receive(INTERIM_CHANNEL), 1))["window_index"] == 1
 
 
 async def test_an_interim_job_that_waited_past_its_ttl_is_dropped_unheard() -> None:
