@@ -247,13 +247,13 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
         """A worker finished (or failed) one of our windows."""
         result = JobResult.from_message(message)
         metrics.observe_result(result)
-        if result.ok and result.priority != "interim":  # an interim pass hears less, faster
+        if not result.ok:
+            log.warning("window %d failed on a worker: %s", result.window_index, result.error)
+        elif result.priority != "interim":  # an interim pass hears less, faster
             config = self.session.configured.config
             admission.observe(
                 result, config.window_duration_ms, config.overlap_duration_ms, self.model.model_id
             )
-        else:
-            log.warning("window %d failed on a worker: %s", result.window_index, result.error)
         outputs = self.session.on_result(result, time.monotonic())
         await self._send_outputs(outputs)
         if outputs.latency_s is not None:
