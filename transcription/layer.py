@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -25,6 +25,8 @@ from transcription import metrics
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)  # then 1 s between tries until Redis answers
+# A task still running this long after cancel() is cancelled again (``cancel_and_wait``).
+RECANCEL_S = 0.05
 
 
 def backoff_s(failures: int) -> float:
@@ -74,6 +76,24 @@ async def send_soon(layer: Any, channel: str, message: dict[str, Any], patience_
             if failures == 1:
                 log.warning("channel layer send failed; retrying", exc_info=True)
             await asyncio.sleep(backoff_s(failures))
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel ``tasks`` and return once every one has ended (those already done are left as
+    they are).
+
+    One ``cancel()`` is not always enough on Python 3.11: ``asyncio.wait_for`` drops a
+    cancellation that arrives just as the operation it awaits completes (CPython gh-86296,
+    fixed in 3.12), and redis-py sends every command through it when a socket timeout is set.
+    A channels_redis receive that lost its cancel goes on waiting in BZPOPMIN until a message
+    comes, which on a quiet channel is never, so whoever awaits it would wait as long. A task
+    still running ``RECANCEL_S`` after a cancel is cancelled again.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
 
 
 class OutageTolerantReceive:

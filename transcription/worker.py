@@ -51,7 +51,7 @@ from transcription.inference.messages import (
     inference_channel,
 )
 from transcription.interim import INTERIM_MAX_LIVE_SHARE, LiveLoad
-from transcription.layer import OutageTolerantReceive, backoff_s, send_soon
+from transcription.layer import OutageTolerantReceive, backoff_s, cancel_and_wait, send_soon
 from transcription.modelinfo import resolve_serving_model, served_models
 
 log = logging.getLogger(__name__)
@@ -263,13 +263,15 @@ class InferenceWorker(Worker):
         """Called with a slot held: the next job of ``channel``. For the live channel, a batch
         or interim job is taken only when no live job came within ``LIVE_FIRST_S`` (a batch job
         also needs a free batch slot, held on return: the consumer releases it; an interim job
-        idle capacity, ``_interim_welcome``, looked at again every ``LOAD_RECHECK_S``); then the
-        channels are waited on together, and the first job to come is taken. At most one job
-        is ever held: the receives that lost are cancelled (both layers keep a cancelled
-        receive's message queued: ``asyncio.Queue.get`` in memory, the backup queue of
-        channels_redis), and in the rare tie where several returned, the live job wins, a batch
-        job is sent back to its channel and an interim job is dropped (its sender sends a
-        fresher one after ``INTERIM_TTL_S``)."""
+        needs idle capacity, ``_interim_welcome``, looked at again every ``LOAD_RECHECK_S``);
+        then the channels are waited on together, and the first job to come is taken. At most
+        one job is ever held: the receives that lost are cancelled until they have ended
+        (``cancel_and_wait``: on Python 3.11 a receive can survive one cancel and would hold
+        this slot until a job came on its channel; both layers keep a cancelled receive's
+        message queued: ``asyncio.Queue.get`` in memory, the backup queue of channels_redis),
+        and in the rare tie where several returned, the live job wins, a batch job is sent
+        back to its channel and an interim job is dropped (its sender sends a fresher one
+        after ``INTERIM_TTL_S``)."""
         layer = self.channel_layer
         if channel != self.live_channel:
             return channel, await layer.receive(channel)
@@ -296,13 +298,11 @@ class InferenceWorker(Worker):
                     batch = asyncio.ensure_future(layer.receive(self.batch_channel))
                     await asyncio.wait({*jobs, batch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (live, interim, batch, batch_slot):
-                if task is not None:
-                    task.cancel()  # a no-op for those that completed
-        tasks = {"live": live, "interim": interim, "batch": batch, "slot": batch_slot}
-        started = {name: t for name, t in tasks.items() if t is not None}
-        results = await asyncio.gather(*started.values(), return_exceptions=True)
-        outcome = dict(zip(started, results, strict=True))
+            tasks = {"live": live, "interim": interim, "batch": batch, "slot": batch_slot}
+            started = {name: t for name, t in tasks.items() if t is not None}
+            await cancel_and_wait(started.values())
+        outcome = {name: _outcome(task) for name, task in started.items()}
+        results = list(outcome.values())
         errors = [
             o
             for o in results
@@ -342,6 +342,13 @@ class InferenceWorker(Worker):
         except Exception:
             metrics.INFERENCE_JOBS_DROPPED.inc()
             log.warning("could not requeue a batch job", exc_info=True)
+
+
+def _outcome(task: asyncio.Future[Any]) -> Any:
+    """What an ended task gave: its result, or the exception it ended with."""
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception() or task.result()
 
 
 def _expired(message: dict[str, Any]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -9,7 +10,12 @@ from channels.exceptions import ChannelFull
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from transcription import layer
-from transcription.layer import OutageTolerantReceive, receive_through_outages, send_soon
+from transcription.layer import (
+    OutageTolerantReceive,
+    cancel_and_wait,
+    receive_through_outages,
+    send_soon,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +70,27 @@ async def test_a_consumer_s_channel_receive_is_outage_tolerant() -> None:
     consumer = Consumer()
     consumer.channel_receive = Flaky(3).receive
     assert await consumer.channel_receive() == {"type": "asr.result"}
+
+
+async def test_a_task_that_survives_its_cancel_is_cancelled_until_it_ends() -> None:
+    """One cancel() is not always enough on Python 3.11 (a cancel dropped by ``wait_for``):
+    the task is cancelled again, and ``cancel_and_wait`` returns once it has ended."""
+    never = asyncio.Event()
+    cancels = 0
+
+    async def stubborn() -> None:
+        nonlocal cancels
+        while True:
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                cancels += 1
+                if cancels == 3:
+                    raise
+
+    task = asyncio.ensure_future(stubborn())
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    finished.set_result(None)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait([task, finished]), 5)
+    assert task.cancelled() and cancels == 3 and finished.result() is None

@@ -344,6 +344,45 @@ async def test_in_a_tie_the_live_job_runs_and_the_interim_job_is_dropped() -> No
     assert_metric_diff(before, 1, "openasr_interim_jobs_expired_total")
 
 
+class StubbornLayer:
+    """The in-memory layer as channels_redis behaves on Python 3.11: a receive can survive its
+    first ``cancel()`` (redis-py's command send drops it in ``asyncio.wait_for``) and goes on
+    waiting for a message, as its BZPOPMIN loop does."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.survived: list[str] = []
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        try:
+            return await self.layer.receive(channel)
+        except asyncio.CancelledError:
+            self.survived.append(channel)
+        return await self.layer.receive(channel)
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        await self.layer.send(channel, message)
+
+
+async def test_a_receive_that_survives_its_cancel_never_holds_the_slot() -> None:
+    """The live job comes while the interim and batch receives wait, and they shrug off the
+    cancel: the job is taken all the same, and the next jobs of their channels stay on the
+    layer (the receives are cancelled again until they end, never left behind)."""
+    layer = get_channel_layer()
+    stubborn = StubbornLayer(layer)
+    worker = bounded_worker(stubborn)
+    take = asyncio.ensure_future(worker._take(INFERENCE_CHANNEL))
+    await asyncio.sleep(LIVE_FIRST_S * 3)  # the interim and batch receives are waiting now
+    await layer.send(INFERENCE_CHANNEL, job(1))
+    channel, message = await asyncio.wait_for(take, 2)
+    assert (channel, message["window_index"]) == (INFERENCE_CHANNEL, 1)
+    assert sorted(stubborn.survived) == sorted([INTERIM_CHANNEL, BATCH_CHANNEL])
+    await layer.send(INTERIM_CHANNEL, job(2, "interim"))
+    await layer.send(BATCH_CHANNEL, job(3, "batch"))
+    assert (await asyncio.wait_for(layer.receive(INTERIM_CHANNEL), 1))["window_index"] == 2
+    assert (await asyncio.wait_for(layer.receive(BATCH_CHANNEL), 1))["window_index"] == 3
+
+
 class DownLayer:
     """The in-memory layer behind a Redis that refuses ``failures`` receives first."""
 
