@@ -1,7 +1,8 @@
 """Sentence case across window joins: each window is transcribed on its own, so Whisper starts
-it with a capital wherever the cut fell ("Ask not | What your country"); the merge calls
-``continue_case`` on the words that follow the committed transcript, so joined phrases read
-like the offline transcript (docs/PROTOCOL.md "Windows and events", "The text").
+it with a capital wherever the cut fell ("in the Middle Ages | When the craftsmen"); the merge
+calls ``continue_case`` on the words that follow the committed transcript, so joined phrases
+read like the offline transcript (docs/PROTOCOL.md "Windows and events", "The text";
+measurements in docs/STREAMING.md).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ _LOWER_AT_JOIN = frozenset(
 
 
 def continue_case(previous: Word | None, fresh: Sequence[Word]) -> list[Word]:
-    """``fresh`` (the words after ``previous``, the last committed one) with the case of its
-    first word continuing the sentence: a capital after a sentence end, a common word in lower
-    case inside a sentence. Whisper starts every window with a capital, wherever it cuts."""
+    """``fresh`` (the words after ``previous``, the last committed one) with its first word in
+    lower case when it is a common word inside a sentence (``previous`` ends none): Whisper
+    starts every window with a capital, wherever it cuts. After a sentence end nothing changes:
+    that end is often one Whisper put at the previous window's cut, and the next window,
+    hearing the anchor word again, rightly goes on in lower case."""
     words = list(fresh)
     if previous is None or not words:
         return words
@@ -37,9 +40,7 @@ def continue_case(previous: Word | None, fresh: Sequence[Word]) -> list[Word]:
     body = text[lead:]
     if not body[:1].isalpha():
         return words
-    if ends_sentence(previous):
-        body = body[0].upper() + body[1:]
-    elif body[0].isupper() and body[1:] == body[1:].lower():
+    if not ends_sentence(previous) and body[0].isupper() and body[1:] == body[1:].lower():
         if body.rstrip(".,!?;:…\"')]»”’").lower() in _LOWER_AT_JOIN:
             body = body[0].lower() + body[1:]
     if body != text[lead:]:

@@ -20,15 +20,16 @@ def first(previous: str | None, text: str) -> str:
 
 
 def test_a_common_word_inside_a_sentence_is_lower_case() -> None:
-    """ "country can do. | What your" stays a sentence start; "Ask not | What" does not."""
+    """"in the Middle Ages | When the craftsmen" reads "when"; "Ask not | What" reads "what"."""
     assert first("not", "What") == "what"
     assert first("folder,", "And") == "and"
 
 
-def test_after_a_sentence_end_the_first_word_is_capitalised() -> None:
-    """A window that starts lower case after "morning." starts a sentence."""
-    assert first("morning.", "the") == "The"
-    assert first("why?", "because") == "Because"
+def test_after_a_sentence_end_the_first_word_is_left_alone() -> None:
+    """After "continue." the next window's "mankind" stays: the period is often one Whisper
+    put at the cut, which the offline transcript lacks (capitalising there was measured worse:
+    docs/STREAMING.md)."""
+    assert first("continue.", "mankind") == "mankind"
     assert first("not.", "What") == "What"
 
 
