@@ -20,7 +20,7 @@ def first(previous: str | None, text: str) -> str:
 
 
 def test_a_common_word_inside_a_sentence_is_lower_case() -> None:
-    """"in the Middle Ages | When the craftsmen" reads "when"; "Ask not | What" reads "what"."""
+    """In "the Middle Ages | When the craftsmen", "When" reads "when"; "Ask not | What", "what"."""
     assert first("not", "What") == "what"
     assert first("folder,", "And") == "and"
 
