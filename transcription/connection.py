@@ -39,7 +39,7 @@ from transcription.events import (
 from transcription.inference import heartbeat
 from transcription.inference.client import InferenceTimes
 from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
-from transcription.layer import OutageTolerantReceive
+from transcription.layer import OutageTolerantReceive, cancel_and_wait
 from transcription.limits import Deadlines, ErrorBudget, RateWindow, SessionLimits, abuse_error
 from transcription.modelinfo import resolve_serving_model, route
 from transcription.protocol import SpeechConfig
@@ -395,10 +395,8 @@ class SessionConsumer(OutageTolerantReceive, AsyncWebsocketConsumer):
             return
         self._cleaned = True
         current = asyncio.current_task()
-        tasks = [t for t in getattr(self, "_tasks", ()) if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Cancelled until they end: a task in a Redis call can shrug off one cancel.
+        await cancel_and_wait(t for t in getattr(self, "_tasks", ()) if t is not current)
         admission.release(getattr(self, "channel_name", ""))
         session: Session | None = getattr(self, "session", None)
         if session is not None:

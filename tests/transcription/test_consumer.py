@@ -17,7 +17,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
-from transcription import admission, checkpoints
+from transcription import admission, checkpoints, live
 from transcription.consumer import TranscriptionConsumer
 from transcription.deepgram.consumer import DeepgramConsumer
 from transcription.denial import Denial
@@ -135,6 +135,28 @@ async def test_audio_before_config_is_invalid_state_and_the_session_goes_on() ->
         await send(c, "speech.config")
         assert (await recv(c))["type"] == "speech.config.ack"
     await wait_until_clean()
+
+
+async def test_a_background_task_that_survives_its_cancel_never_leaks_the_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The live-marker refresh shrugs off the first cancel, as a Redis call can on Python 3.11
+    (``layer.cancel_and_wait``): the disconnect still releases the session and the connection."""
+    survived: list[str] = []
+
+    async def stubborn_refresh(channel_name: str, session_id: str) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            survived.append(session_id)
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(live, "refresh_forever", stubborn_refresh)
+    async with connected() as c:
+        await send(c, "speech.config")
+        assert (await recv(c))["type"] == "speech.config.ack"
+    await wait_until_clean()
+    assert len(survived) == 1
 
 
 @pytest.mark.parametrize(
