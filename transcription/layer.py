@@ -16,13 +16,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.exceptions import ChannelFull
 
 from transcription import metrics
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)  # then 1 s between tries until Redis answers
 # A task still running this long after cancel() is cancelled again (``cancel_and_wait``).
@@ -96,12 +98,26 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
         _, pending = await asyncio.wait(pending, timeout=RECANCEL_S)
 
 
+async def cancellable(awaitable: Awaitable[T]) -> T:
+    """``await awaitable`` in a task of its own, so that cancelling this call ends at once and
+    that task soon after (``cancel_and_wait``): awaited directly, a task that shrugs off the
+    cancel would keep its awaiter waiting with it."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.wait({task})
+    finally:
+        await cancel_and_wait([task])  # nothing to do once it has ended
+    return task.result()
+
+
 class OutageTolerantReceive:
     """Mixin for a channels consumer: its channel-layer receive rides through Redis outages.
 
     ``AsyncConsumer.__call__`` assigns ``self.channel_receive`` and hands it to
     ``await_many_dispatch``, which would end the consumer on the first exception; this data
-    descriptor keeps what channels assigns and gives back a receive that retries instead.
+    descriptor keeps what channels assigns and gives back a receive that retries instead, and
+    that ends when ``await_many_dispatch`` cancels it as the consumer closes (``cancellable``;
+    else the consumer would stay open until daphne's ``application_close_timeout`` killed it).
     """
 
     _layer_receive: Callable[[], Awaitable[dict[str, Any]]]
@@ -117,7 +133,7 @@ class OutageTolerantReceive:
 
         async def receive() -> dict[str, Any]:
             while True:
-                message = await receive_through_outages(layer_receive, "consumer")
+                message = await cancellable(receive_through_outages(layer_receive, "consumer"))
                 if not await self.answer_early(message):
                     return message
 

@@ -94,3 +94,38 @@ async def test_a_task_that_survives_its_cancel_is_cancelled_until_it_ends() -> N
     await asyncio.sleep(0)
     await asyncio.wait_for(cancel_and_wait([task, finished]), 5)
     assert task.cancelled() and cancels == 3 and finished.result() is None
+
+
+async def test_a_cancelled_consumer_receive_ends_even_if_the_layer_s_shrugs_it_off() -> None:
+    """The consumer is closing (its receive is cancelled): the receive ends at once, and the
+    layer receive under it, which shrugged off the cancel, is cancelled again until it ends."""
+
+    class Consumer(OutageTolerantReceive):
+        pass
+
+    started, ended = asyncio.Event(), asyncio.Event()
+    cancels = 0
+
+    async def stubborn() -> dict[str, Any]:
+        nonlocal cancels
+        started.set()
+        try:
+            while True:
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    cancels += 1
+                    if cancels == 2:
+                        raise
+        finally:
+            ended.set()
+
+    consumer = Consumer()
+    consumer.channel_receive = stubborn
+    receive = asyncio.ensure_future(consumer.channel_receive())
+    await started.wait()
+    receive.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(receive, 5)
+    await asyncio.wait_for(ended.wait(), 5)
+    assert cancels == 2
