@@ -28,6 +28,10 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # 2 s windows at half real time: results come back within a second, and 8 s of audio sent at
 # once fills the 6 s buffer past the 80 % backpressure mark.
 WINDOW = {"window_duration_ms": 2000, "overlap_duration_ms": 500}
+# Two windows for sure: 8 s of speech without a pause at 5 s windows (2 s windows commit at
+# pauses only, and their interim passes are not windows).
+TWO_WINDOWS = {"window_duration_ms": 5000, "overlap_duration_ms": 500}
+TWO_WINDOWS_S = 8
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +117,10 @@ async def test_auth_rejection_and_connection_counters(metrics_server: Server) ->
 async def test_a_session_moves_the_session_audio_and_inference_counters(
     metrics_server: Server,
 ) -> None:
-    """One session of 3 s: created/destroyed, every byte and frame counted, windows submitted
+    """One session of 8 s: created/destroyed, every byte and frame counted, windows submitted
     and completed with their inference time, segments produced; the live-session gauge goes
     up during the session and back afterwards."""
     before = scrape(metrics_server)
-    frames = pcm_chunks(tone(3), 16000)
     async with websockets.connect(metrics_server.url, additional_headers=AUTH) as ws:
         await ws.send(json.dumps({"type": "speech.config", "payload": config(**WINDOW)}))
         assert json.loads(await ws.recv())["type"] == "speech.config.ack"
@@ -126,7 +129,8 @@ async def test_a_session_moves_the_session_audio_and_inference_counters(
     await settles(metrics_server, "openasr_active_sessions", before["openasr_active_sessions"])
 
     latency_before = scrape_models(metrics_server).get("openasr_window_latency_seconds_count", 0)
-    result = await stream(metrics_server.url, frames, config(**WINDOW), headers=AUTH)
+    frames = pcm_chunks(tone(TWO_WINDOWS_S), 16000)
+    result = await stream(metrics_server.url, frames, config(**TWO_WINDOWS), headers=AUTH)
     result.assert_ended_normally()
     assert result.phrases, result.events
     await settles(metrics_server, "openasr_active_sessions", before["openasr_active_sessions"])
@@ -189,7 +193,8 @@ async def test_multiprocess_mode_serves_the_same_unlabelled_series(tmp_path: Pat
         before = scrape(server)
         for name in [*SEED_GAUGES, *SEED_COUNTERS]:
             assert name in before, name
-        result = await stream(server.url, pcm_chunks(tone(3), 16000), config(**WINDOW))
+        frames = pcm_chunks(tone(TWO_WINDOWS_S), 16000)
+        result = await stream(server.url, frames, config(**TWO_WINDOWS))
         result.assert_ended_normally()
         await settles(server, "openasr_sessions_destroyed_total", 1)
         after = scrape(server)
@@ -214,7 +219,8 @@ async def test_worker_inference_reaches_the_server_metrics_over_redis() -> None:
     server = start_server(env)
     try:
         before = {**scrape(server), **scrape_models(server)}
-        result = await stream(server.url, pcm_chunks(tone(3), 16000), config(**WINDOW))
+        frames = pcm_chunks(tone(TWO_WINDOWS_S), 16000)
+        result = await stream(server.url, frames, config(**TWO_WINDOWS))
         result.assert_ended_normally()
         assert result.phrases, result.events
         after = {**scrape(server), **scrape_models(server)}
