@@ -279,8 +279,10 @@ async def test_no_worker_answering_is_service_unavailable_4013(
     """A window no worker answers within WSS_INFERENCE_TIMEOUT_S (after the retries) ends the
     session with SERVICE_UNAVAILABLE and close 4013."""
     client = await Client.open(workerless_server)
-    await client.configure(window_duration_ms=1000, overlap_duration_ms=0)
-    await client.send_binary(tone_pcm(1.2))
+    # A whole 4 s window (plus the quarter window it may wait for a pause): windows under 4 s
+    # commit at pauses only, and this tone has none.
+    await client.configure(window_duration_ms=4000, overlap_duration_ms=0)
+    await client.send_binary(tone_pcm(5.2))
     assert await client.wait_closed(timeout=15) == CLOSE_TRY_AGAIN
     assert_documented_close(client)
     assert client.errors[-1]["code"] == "SERVICE_UNAVAILABLE"
@@ -305,8 +307,10 @@ async def test_a_worker_failure_reply_ends_the_session_with_an_error(
     retried, then the session ends with SERVICE_UNAVAILABLE and close 4013; the last
     checkpoint is kept."""
     client = await Client.open(failing_server)
-    await client.configure(window_duration_ms=1000, overlap_duration_ms=0)
-    await client.send_binary(tone_pcm(1.2))
+    # A whole 4 s window (plus the quarter window it may wait for a pause): windows under 4 s
+    # commit at pauses only, and this tone has none.
+    await client.configure(window_duration_ms=4000, overlap_duration_ms=0)
+    await client.send_binary(tone_pcm(5.2))
     assert await client.wait_closed(timeout=15) == CLOSE_TRY_AGAIN, client.events[-3:]
     assert_documented_close(client)
     message = client.errors[-1]["message"]
