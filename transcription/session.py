@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from transcription.audio import SAMPLE_RATE_HZ
 from transcription.audio.buffer import AudioBuffer
 from transcription.audio.decode import AudioDecodeError
@@ -46,7 +48,7 @@ from transcription.inference.client import (
     Resend,
     WorkerView,
 )
-from transcription.inference.messages import JobAccepted, JobResult, TranscribeJob
+from transcription.inference.messages import JobAccepted, JobResult, Priority, TranscribeJob
 from transcription.inference.types import Word
 from transcription.languages import ENGLISH, TRANSLATE, needs_multilingual
 from transcription.limits import SessionLimits
@@ -462,18 +464,11 @@ class Session:
         if due is None:
             return
         samples = self.buffer.window(*due)
-        job = TranscribeJob(
-            reply_channel=self.reply_channel,
-            session_id=c.session_id,
-            window_index=c.next_window_index,
-            samples=samples,
-            language=c.language.request,
-            translate=c.config.task == TRANSLATE,
+        job = self._job(
+            samples,
             beam_size=1,
-            n_threads=self.limits.n_threads,
             audio_ctx=audio_ctx_for(len(samples) / SAMPLE_RATE_HZ),
             priority="interim",
-            model_id=c.model_id,
         )
         c.interim.sent(c.next_window_index, *due, now)
         c.next_window_index += 1
@@ -520,20 +515,39 @@ class Session:
                 continue
             samples = self.buffer.window(span.start_ms, span.end_ms)
             seconds = len(samples) / SAMPLE_RATE_HZ
-            job = TranscribeJob(
-                reply_channel=self.reply_channel,
-                session_id=c.session_id,
-                window_index=c.next_window_index,
-                samples=samples,
-                language=c.language.request,
-                translate=c.config.task == TRANSLATE,
+            job = self._job(
+                samples,
                 prompt=self._prompt(span),
                 beam_size=self.limits.beam_size,
-                n_threads=self.limits.n_threads,
                 audio_ctx=audio_ctx_for(seconds) if self.limits.audio_ctx_auto else 0,
-                model_id=c.model_id,
             )
             self._submit(job, span, out, now)
+
+    def _job(
+        self,
+        samples: np.ndarray,
+        *,
+        beam_size: int,
+        audio_ctx: int,
+        prompt: str = "",
+        priority: Priority = "live",
+    ) -> TranscribeJob:
+        """The session's next job (a window or an interim pass) over ``samples``."""
+        c = self.configured
+        return TranscribeJob(
+            reply_channel=self.reply_channel,
+            session_id=c.session_id,
+            window_index=c.next_window_index,
+            samples=samples,
+            language=c.language.request,
+            translate=c.config.task == TRANSLATE,
+            prompt=prompt,
+            beam_size=beam_size,
+            n_threads=self.limits.n_threads,
+            audio_ctx=audio_ctx,
+            priority=priority,
+            model_id=c.model_id,
+        )
 
     def _flushed(self, out: Outputs) -> None:
         """The oldest pending flush is complete: its event, then a clear that waited for it."""
