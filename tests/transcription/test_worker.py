@@ -140,17 +140,22 @@ async def test_the_live_listener_serves_the_batch_channel_too() -> None:
     assert worker.channels == [INFERENCE_CHANNEL]
 
 
-async def test_a_waiting_live_job_is_taken_before_an_older_batch_job() -> None:
-    """With a batch job queued first and a live one after it, the free slot takes the live one;
-    the batch job stays on the layer for the next free slot."""
+@pytest.mark.parametrize(
+    ("channel", "priority"), [(BATCH_CHANNEL, "batch"), (INTERIM_CHANNEL, "interim")]
+)
+async def test_a_waiting_live_job_is_taken_before_an_older_lower_priority_job(
+    channel: str, priority: str
+) -> None:
+    """A window always goes first: with a batch job or an interim pass queued before it, the
+    free slot takes the window; the other job stays on the layer for the next free slot."""
     layer = get_channel_layer()
     worker = bounded_worker(layer)
-    await layer.send(BATCH_CHANNEL, job(1, "batch"))
+    await layer.send(channel, job(1, priority))
     await layer.send(INFERENCE_CHANNEL, job(2))
-    channel, message = await worker._take(INFERENCE_CHANNEL)
-    assert (channel, message["window_index"]) == (INFERENCE_CHANNEL, 2)
-    channel, message = await worker._take(INFERENCE_CHANNEL)
-    assert (channel, message["window_index"]) == (BATCH_CHANNEL, 1)
+    taken, message = await worker._take(INFERENCE_CHANNEL)
+    assert (taken, message["window_index"]) == (INFERENCE_CHANNEL, 2)
+    taken, message = await worker._take(INFERENCE_CHANNEL)
+    assert (taken, message["window_index"]) == (channel, 1)
 
 
 async def test_with_two_slots_batch_jobs_leave_one_slot_for_live_windows() -> None:
@@ -259,19 +264,6 @@ async def test_the_live_listener_serves_the_interim_channel_too() -> None:
     layer = get_channel_layer()
     worker = InferenceWorker(channel_application, [INFERENCE_CHANNEL, INTERIM_CHANNEL], layer)
     assert worker.channels == [INFERENCE_CHANNEL]
-
-
-async def test_a_waiting_live_job_is_taken_before_an_older_interim_job() -> None:
-    """A window always goes first: with an interim pass queued before it, the free slot takes
-    the window, and the interim pass only the next free slot."""
-    layer = get_channel_layer()
-    worker = bounded_worker(layer)
-    await layer.send(INTERIM_CHANNEL, job(1, "interim"))
-    await layer.send(INFERENCE_CHANNEL, job(2))
-    channel, message = await worker._take(INFERENCE_CHANNEL)
-    assert (channel, message["window_index"]) == (INFERENCE_CHANNEL, 2)
-    channel, message = await worker._take(INFERENCE_CHANNEL)
-    assert (channel, message["window_index"]) == (INTERIM_CHANNEL, 1)
 
 
 async def test_an_idle_slot_takes_an_interim_job_arriving_later() -> None:
