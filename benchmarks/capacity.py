@@ -19,6 +19,8 @@ import os
 import statistics
 from typing import Any
 
+import django
+
 from common import (
     ProcessMeter,
     database_url,
@@ -35,7 +37,12 @@ from common import (
 
 from tests.support.client import config
 from tests.support.server import Server, start_server
-from transcription.admission import session_weight
+
+# The admission module reads Django settings (its weight function itself is pure).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "openasr_site.settings")
+django.setup()
+
+from transcription.admission import session_weight  # noqa: E402
 
 LAYOUTS = {"1ctx x 2thr": (1, 2), "2ctx x 1thr": (2, 1)}
 HEADROOM = 0.9
