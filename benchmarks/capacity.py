@@ -20,7 +20,6 @@ import statistics
 from typing import Any
 
 import django
-
 from common import (
     ProcessMeter,
     database_url,
