@@ -41,7 +41,12 @@ BACKPRESSURE_SLOW_DOWN_RATIO = 0.8
 BACKPRESSURE_OK_RATIO = 0.5
 CHECKPOINT_TAIL_WORDS = 64  # words kept in a checkpoint for the merge after a resume
 SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was skipped
-AUDIO_CTX_MIN_S = 5.0  # shorter encoder contexts make Whisper drop the words of short windows
+# A reduced encoder context (``WSS_AUDIO_CTX=auto``) holds the audio, at least AUDIO_CTX_MIN_S
+# (shorter contexts make Whisper drop the words of short windows), plus AUDIO_CTX_PAD_S of the
+# silence whisper.cpp pads with: with only 1.3 s of it Whisper often did not see the audio end
+# and decoded the window's text a second time, squeezed into its last moments (docs/CAPACITY.md).
+AUDIO_CTX_MIN_S = 5.0
+AUDIO_CTX_PAD_S = 5.0
 # A flush whose last 200 ms hold speech was asked for mid-word (see _flush_resume_ms).
 FLUSH_CUT_PROBE_MS = 200
 
@@ -159,8 +164,8 @@ def fit_to_buffer(config: SpeechConfig, buffer_ms: int) -> SpeechConfig:
 
 
 def audio_ctx_for(seconds: float) -> int:
-    """whisper.cpp encoder frames for ``seconds`` of audio (50/s) plus margin; 1500 = 30 s."""
-    return min(1500, int(math.ceil(max(seconds, AUDIO_CTX_MIN_S) * 50)) + 64)
+    """whisper.cpp encoder frames (50 per second, 1500 = 30 s) for ``seconds`` of audio."""
+    return min(1500, int(math.ceil((max(seconds, AUDIO_CTX_MIN_S) + AUDIO_CTX_PAD_S) * 50)))
 
 
 class Configured:
