@@ -159,7 +159,7 @@ def run_offline(model: str) -> dict[str, Any]:
 def window_cost_s(entry: dict[str, Any], window_ms: int = 5000) -> float | None:
     """Median inference seconds of a full window at ``window_ms`` (from the quality run)."""
     run = entry.get("quality", {}).get(f"stream_{window_ms}")
-    if not run:
+    if not run or "inference_s" not in run:
         return None
     full = [
         i for i, a in zip(run["inference_s"], run["audio_s"], strict=True) if a >= window_ms / 1100

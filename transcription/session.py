@@ -177,7 +177,9 @@ class Session:
         self.check_can_configure()
         config = self.check_config(config, model_id, multilingual)
         config = fit_to_buffer(config, self.limits.audio_buffer_ms)
-        self._c = Configured(session_id, config, self.limits, model_id, resume, signer, now)
+        self._c = Configured(
+            session_id, config, self.limits, model_id, multilingual, resume, signer, now
+        )
         self._c.set_turns(self._turns)
         self._transition(State.CONFIGURED)
         ack = ConfigAck(
@@ -467,7 +469,7 @@ class Session:
         job = self._job(
             samples,
             beam_size=1,
-            audio_ctx=audio_ctx_for(len(samples) / SAMPLE_RATE_HZ),
+            audio_ctx=audio_ctx_for(len(samples) / SAMPLE_RATE_HZ, c.multilingual),
             priority="interim",
         )
         c.interim.sent(c.next_window_index, *due, now)
@@ -515,11 +517,12 @@ class Session:
                 continue
             samples = self.buffer.window(span.start_ms, span.end_ms)
             seconds = len(samples) / SAMPLE_RATE_HZ
+            auto = self.limits.audio_ctx_auto
             job = self._job(
                 samples,
                 prompt=self._prompt(span),
                 beam_size=self.limits.beam_size,
-                audio_ctx=audio_ctx_for(seconds) if self.limits.audio_ctx_auto else 0,
+                audio_ctx=audio_ctx_for(seconds, c.multilingual) if auto else 0,
             )
             self._submit(job, span, out, now)
 

@@ -42,11 +42,13 @@ BACKPRESSURE_OK_RATIO = 0.5
 CHECKPOINT_TAIL_WORDS = 64  # words kept in a checkpoint for the merge after a resume
 SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was skipped
 # A reduced encoder context (``WSS_AUDIO_CTX=auto``) holds the audio, at least AUDIO_CTX_MIN_S
-# (shorter contexts make Whisper drop the words of short windows), plus AUDIO_CTX_PAD_S of the
-# silence whisper.cpp pads with: with only 1.3 s of it Whisper often did not see the audio end
-# and decoded the window's text a second time, squeezed into its last moments (docs/CAPACITY.md).
+# (shorter contexts make Whisper drop the words of short windows), plus some of the silence
+# whisper.cpp pads with. English-only models need 5 s of it: with 1.3 s tiny.en often did not see
+# the audio end and decoded a window's text twice, squeezed into its last moments. Multilingual
+# ones keep 1.3 s: given 5 s base invented sentences in the silence (docs/CAPACITY.md).
 AUDIO_CTX_MIN_S = 5.0
-AUDIO_CTX_PAD_S = 5.0
+AUDIO_CTX_PAD_S = {False: 5.0, True: 1.28}  # by multilingual
+
 # A flush whose last 200 ms hold speech was asked for mid-word (see _flush_resume_ms).
 FLUSH_CUT_PROBE_MS = 200
 
@@ -163,9 +165,11 @@ def fit_to_buffer(config: SpeechConfig, buffer_ms: int) -> SpeechConfig:
     return replace(config, window_duration_ms=window_ms, overlap_duration_ms=overlap_ms)
 
 
-def audio_ctx_for(seconds: float) -> int:
-    """whisper.cpp encoder frames (50 per second, 1500 = 30 s) for ``seconds`` of audio."""
-    return min(1500, int(math.ceil((max(seconds, AUDIO_CTX_MIN_S) + AUDIO_CTX_PAD_S) * 50)))
+def audio_ctx_for(seconds: float, multilingual: bool) -> int:
+    """whisper.cpp encoder frames (50 per second, 1500 = 30 s) for ``seconds`` of audio heard
+    by an English-only or a ``multilingual`` model."""
+    padded = max(seconds, AUDIO_CTX_MIN_S) + AUDIO_CTX_PAD_S[multilingual]
+    return min(1500, int(math.ceil(padded * 50)))
 
 
 class Configured:
@@ -177,6 +181,7 @@ class Configured:
         config: SpeechConfig,
         limits: SessionLimits,
         model_id: str,
+        multilingual: bool,
         resume: ResumeState | None,
         signer: Callable[[dict[str, Any]], dict[str, Any]],
         now: float,
@@ -184,6 +189,7 @@ class Configured:
         self.session_id = session_id
         self.config = config
         self.model_id = model_id
+        self.multilingual = multilingual
         self.language = LanguageLock(config.language, resumed=resume.language if resume else None)
         self.signer = signer
         self.timeline_start_ms = resume.last_audio_ms if resume else 0

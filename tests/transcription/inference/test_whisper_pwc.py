@@ -9,6 +9,7 @@ from tests.transcription.inference.conftest import normalise
 from transcription.inference.base import Backend
 from transcription.inference.types import InferenceRequest
 from transcription.inference.whisper_pwc import PyWhisperCppBackend
+from transcription.session_state import audio_ctx_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,9 +51,9 @@ def test_words_are_monotone_inside_segments_and_join_to_the_text(
 def test_audio_ctx_for_short_clip_keeps_the_words(
     pwc_backend: PyWhisperCppBackend, speech: tuple[np.ndarray, str]
 ) -> None:
-    """A reduced audio_ctx (50 per second + 64) still hears the sentence."""
+    """The reduced audio_ctx of WSS_AUDIO_CTX=auto still hears the sentence."""
     audio, text = speech
-    audio_ctx = int(50 * len(audio) / 16_000) + 64
+    audio_ctx = audio_ctx_for(len(audio) / 16_000, multilingual=False)  # tiny.en
     segments = pwc_backend.transcribe(audio, InferenceRequest(n_threads=2, audio_ctx=audio_ctx))
     assert normalise(" ".join(s.text for s in segments)) == normalise(text)
 
