@@ -198,9 +198,11 @@ def run_model(
             )
         emitted = {}
         for name, audio in noises(noise_s).items():
-            progress(f"quality: {model}: {noise_s:.0f} s of {name}")
-            text = " ".join(asyncio.run(streamed(server, audio, WINDOWS[0])))
-            emitted[name] = {"words": len(normalize(text)), "text": text}
+            for window in windows:
+                progress(f"quality: {model}: {noise_s:.0f} s of {name}, {window[0]} ms windows")
+                text = " ".join(asyncio.run(streamed(server, audio, window)))
+                key = name if window == WINDOWS[0] else f"{name} {window[0] // 1000} s"
+                emitted[key] = {"words": len(normalize(text)), "text": text}
         result["non_speech"] = emitted
     finally:
         server.stop()
@@ -286,8 +288,16 @@ def main() -> None:
     parser.add_argument(
         "--no-ctx-compare", action="store_true", help="skip the WSS_AUDIO_CTX=auto run"
     )
+    parser.add_argument(
+        "--windows",
+        nargs="+",
+        choices=[f"{w}/{o}" for w, o in WINDOWS],
+        default=[f"{w}/{o}" for w, o in WINDOWS],
+        help="window/overlap ms streamed (and used for the non-speech clips)",
+    )
     parser.add_argument("--name", default="quality", help="results/<name>.json")
     args = parser.parse_args()
+    chosen = tuple(w for w in WINDOWS if f"{w[0]}/{w[1]}" in args.windows)
     models = ["tiny.en"] if args.quick else args.models
     corpus = load(args.sets, args.corpus, fluent=args.generated, quick=args.quick)
     noise_s = 20.0 if args.quick else NOISE_S
@@ -300,7 +310,7 @@ def main() -> None:
             corpus,
             noise_s,
             compare_ctx=not args.no_ctx_compare,
-            windows=WINDOWS if m in short else WINDOWS[:1],
+            windows=chosen if m in short else chosen[:1],
             paced=m in args.paced_models,
         )
         for m in models

@@ -130,6 +130,14 @@ class StreamingPolicy(Protocol):
         """Called instead of ``on_result`` when the span had no speech and was not transcribed."""
         ...
 
+    def on_interim(
+        self, span: Span, words: Sequence[Word], transcript: Transcript, *, commit: bool
+    ) -> Decision:
+        """Called with the words of an interim pass over ``span`` (``interim.py``); with
+        ``commit`` (no window in flight, no flush pending) it may commit into ``transcript``.
+        Releases nothing."""
+        ...
+
 
 SHORT_WINDOW_MS = 4000  # below this, windows commit at pauses (see WindowedPolicy._short_span)
 SHORT_MAX_SPAN_MS = 8000  # a short-window utterance longer than this is cut without a pause
@@ -217,6 +225,9 @@ class WindowedPolicy:
         self._interim: list[Word] = []  # held back by the last span, after the committed tail
         self._last_end_ms = 0
         self._after_pause = False  # the next span starts in silence after every committed word
+        # End of the last word an interim pass committed: the pass heard past the buffer's
+        # end as a window saw it, so a later span may start before that word.
+        self._pass_end_ms = 0
 
     def next_span(self, buffer: AudioBuffer, *, final: bool, eager: bool = False) -> Span | None:
         """The next window once ``window_ms`` is buffered; with ``final``, the rest."""
@@ -293,8 +304,31 @@ class WindowedPolicy:
         self._last_end_ms = span.end_ms
         release = self._next_start(span, transcript, committed, interim)
         self._start_ms = release
-        self._after_pause = span.at_pause and release == span.end_ms
+        self._after_pause = span.at_pause and release == span.end_ms >= self._pass_end_ms
         return Decision(committed, interim, release)
+
+    def on_interim(
+        self, span: Span, words: Sequence[Word], transcript: Transcript, *, commit: bool
+    ) -> Decision:
+        """Short windows: commit the words this pass and the pass (or window) before it agree
+        on (LocalAgreement-2 over the growing utterance), rather than wait for its pause. The
+        span start stays at the utterance start: later passes and the window at the pause
+        hear the whole utterance again, and the merge drops what was committed (starting
+        them at the last committed word, as after a cut window, lost words: see
+        docs/STREAMING.md). Longer windows only show the words."""
+        fresh = unheard(span, words, transcript)
+        start = span.start_ms if self._start_ms is None else self._start_ms
+        if not (self.short and commit and span.start_ms == start):
+            return Decision([], fresh, start)
+        agreed = _agreed_length(self._interim, fresh, span.end_ms - self._last_end_ms)
+        committed, interim = fresh[:agreed], fresh[agreed:]
+        transcript.commit(committed)
+        self._interim = interim
+        self._last_end_ms = span.end_ms
+        if committed:
+            self._after_pause = False  # the next span hears these words again
+            self._pass_end_ms = max(self._pass_end_ms, transcript.last_word_end_ms)
+        return Decision(committed, interim, start)
 
     def on_skipped(self, span: Span) -> Decision:
         """Move past a silent span, keeping a short tail for a word starting at its very end."""
@@ -302,8 +336,9 @@ class WindowedPolicy:
         release = span.end_ms if span.final else span.end_ms - SKIP_TAIL_MS
         release = max(release, span.start_ms + _min_progress_ms(span, ()))
         self._start_ms = min(release, span.end_ms)
-        # The whole span was silence, so no committed word lies in its kept tail.
-        self._after_pause = True
+        # The whole span was silence, so no committed word lies in its kept tail (unless an
+        # interim pass committed words after it).
+        self._after_pause = self._start_ms >= self._pass_end_ms
         return Decision([], [], self._start_ms)
 
     def _next_start(
@@ -400,6 +435,14 @@ class LocalAgreementPolicy:
         self._hypothesis = interim
         self._start_ms = self._next_start(span, transcript, committed, interim)
         return Decision(committed, interim, self._start_ms)
+
+    def on_interim(
+        self, span: Span, words: Sequence[Word], transcript: Transcript, *, commit: bool
+    ) -> Decision:
+        """Show the words after the committed transcript: this policy hears the growing buffer
+        often enough on its own."""
+        start = span.start_ms if self._start_ms is None else self._start_ms
+        return Decision([], unheard(span, words, transcript), start)
 
     def on_skipped(self, span: Span) -> Decision:
         """Drop a silent buffer (and any hypothesis about it), keeping a short tail."""

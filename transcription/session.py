@@ -55,7 +55,6 @@ from transcription.limits import SessionLimits
 from transcription.policy import (
     ANCHOR_MARGIN_MS,
     Span,
-    unheard,
 )
 from transcription.protocol import SpeechConfig, language_field
 from transcription.session_state import (
@@ -484,11 +483,21 @@ class Session:
         out = Outputs()
         if interim is None or not result.ok or self.state is not State.CONFIGURED:
             return out
-        span = Span(interim.start_ms, interim.end_ms, final=False)
+        span = Span(interim.start_ms, interim.end_ms, final=False, interim_only=True)
         words = [w for seg in result.segments for w in seg.shifted(span.start_ms).words]
-        fresh = unheard(span, words, c.transcript)
-        if fresh:
-            out.events.append(_hypothesis(fresh))
+        # A window in flight or a pending flush commits the same audio: the pass only shows.
+        commit = c.span is None and not c.flushes
+        words_before = len(c.transcript.words)
+        decision = c.policy.on_interim(span, words, c.transcript, commit=commit)
+        if len(c.transcript.text.encode()) > self.limits.max_transcript_bytes:
+            self._transcript_full(words_before, out)
+            return out
+        if decision.committed:
+            out.events.append(self._phrase(decision.committed))
+        if decision.interim:
+            out.events.append(_hypothesis(decision.interim))
+        if decision.committed:
+            self._checkpoint(out)
         return out
 
     def _schedule(self, out: Outputs, now: float) -> None:

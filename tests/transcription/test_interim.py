@@ -1,12 +1,12 @@
 """Tests for transcription/interim.py and the session's interim passes: when a live session hears
-its audio for ``speech.hypothesis`` only, at the lowest priority, and what it does with the
+its audio between windows, at the lowest priority, and what it does with the
 answer. Hand-made segments stand in for the model."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from transcription.events import Hypothesis, Phrase
+from transcription.events import Checkpoint, Hypothesis, Phrase
 from transcription.inference.messages import JobResult, TranscribeJob
 from transcription.inference.types import Segment, Word
 from transcription.interim import InterimPasses, LiveLoad
@@ -67,7 +67,7 @@ def test_an_interim_pass_goes_out_after_a_second_of_speech_at_the_lowest_priorit
 
 
 def test_an_interim_result_is_a_pending_hypothesis_and_commits_nothing() -> None:
-    """Its words go out as ``speech.hypothesis`` (pending), never as a phrase."""
+    """Its words go out as ``speech.hypothesis`` (pending); the first pass commits nothing."""
     s = live()
     (job,) = frames(s, 1000)
     out = s.on_result(said(job, "hello there"), 1.2)
@@ -165,6 +165,33 @@ def test_short_windows_leave_their_hypotheses_to_the_interim_passes() -> None:
     assert {j.priority for j in jobs} == {"interim"}
     assert isinstance(s.configured.policy, WindowedPolicy)
     assert not s.configured.policy.interim_spans
+
+
+def test_at_short_windows_what_two_interim_passes_agree_on_is_a_phrase() -> None:
+    """At 2 s windows a sentence without a pause is not left to its pause: the words two
+    consecutive interim passes agree on go out as a ``speech.phrase`` and a checkpoint, the
+    rest as a pending hypothesis."""
+    s = live(window_ms=2000)
+    (first,) = frames(s, 1000, pause_s=0.1)
+    out = s.on_result(said(first, "hello there"), 1.2)
+    assert [type(e) for e in out.events] == [Hypothesis] and s.transcript.words == []
+    (second,) = frames(s, 1000, start_s=1.0, pause_s=0.1)
+    out = s.on_result(said(second, "hello there general kenobi"), 2.2)
+    assert [type(e) for e in out.events] == [Phrase, Hypothesis, Checkpoint]
+    phrase, hypothesis = out.events[0], out.events[1]
+    assert isinstance(phrase, Phrase) and phrase.text == "hello there"
+    assert isinstance(hypothesis, Hypothesis) and hypothesis.text == "general kenobi"
+    assert s.transcript.text == "hello there"
+
+
+def test_at_long_windows_interim_passes_commit_nothing() -> None:
+    """At 4 s windows and more the windows commit soon enough: passes only show."""
+    s = live(window_ms=5000)
+    (first,) = frames(s, 1000, pause_s=0.1)
+    s.on_result(said(first, "hello there"), 1.2)
+    (second,) = frames(s, 1000, start_s=1.0, pause_s=0.1)
+    out = s.on_result(said(second, "hello there general kenobi"), 2.2)
+    assert [type(e) for e in out.events] == [Hypothesis] and s.transcript.words == []
 
 
 def test_due_needs_a_step_of_new_speech_after_what_was_shown() -> None:

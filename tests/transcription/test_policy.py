@@ -172,6 +172,16 @@ class Run:
             self.buffer.release(min(decision.release_ms, self.buffer.end_ms))
         pytest.fail("the policy never stopped asking for spans")
 
+    def interim_pass(self, *, commit: bool = True) -> Decision:
+        """An interim pass (``interim.py``): the buffer from its start to its end, heard for
+        ``speech.hypothesis``; the policy decides what it commits."""
+        span = Span(self.buffer.start_ms, self.buffer.end_ms, final=False, interim_only=True)
+        words = self.whisper(span)
+        decision = self.policy.on_interim(span, words, self.transcript, commit=commit)
+        self.decisions.append(decision)
+        self.buffer.release(min(decision.release_ms, self.buffer.end_ms))
+        return decision
+
     @property
     def words(self) -> list[str]:
         return [normalize(w.text) for w in self.transcript.words]
@@ -268,6 +278,59 @@ def test_short_windows_commit_at_pauses_and_send_interim_passes_between() -> Non
     run.feed(2000)
     run.finish()
     assert run.transcript.text == "one two three four five six seven eight nine ten"
+
+
+def test_short_windows_commit_what_two_consecutive_interim_passes_agree_on() -> None:
+    """Below 4 s, with the session's interim passes every second, a word is committed once two
+    consecutive passes over the growing utterance agree on it (LocalAgreement-2); the rest
+    stays a hypothesis. The window at the pause hears the whole utterance again and commits
+    the rest, repeating nothing."""
+    truth = timeline("one two three four five six seven eight nine ten", gap_ms=100)  # to 3900
+    run = Run(WindowedPolicy(2000, 200, interim_spans=False), truth, perfect_whisper(truth))
+    committed, interim = [], []
+    for _ in range(3):
+        run.feed(1000)
+        decision = run.interim_pass()
+        committed.append(texts(decision.committed))
+        interim.append(texts(decision.interim))
+    assert committed == [[], ["one", "two"], ["three", "four", "five"]]
+    assert interim == [["one", "two"], ["three", "four", "five"], ["six", "seven"]]
+    assert run.spans == []  # no pause yet: no window
+    assert [d.release_ms for d in run.decisions] == [0, 0, 0]  # the utterance is heard whole
+    run.feed(2000)
+    assert run.spans[0].at_pause and run.spans[0].start_ms == 0
+    assert texts(run.decisions[-1].committed) == ["six", "seven", "eight", "nine", "ten"]
+    assert run.transcript.text == "one two three four five six seven eight nine ten"
+
+
+def test_an_interim_pass_commits_no_word_the_pass_after_it_heard_differently() -> None:
+    """A word at the audio edge is often heard in part ("sad" for "sat"): two passes must agree
+    on it before it is committed."""
+    whisper = scripted("the cat sad", "the cat sat on", "the cat sat on a mat")
+    run = Run(WindowedPolicy(2000, 200, interim_spans=False), [], whisper)
+    run.buffer.speech = [(0, 10_000)]
+    committed = []
+    for _ in range(3):
+        run.feed(1000)
+        committed.append(texts(run.interim_pass().committed))
+    assert committed == [[], ["the", "cat"], ["sat", "on"]]
+
+
+def test_interim_passes_commit_nothing_at_long_windows_or_when_told_not_to() -> None:
+    """At 4 s windows and more the windows commit soon enough: interim passes only show; and
+    no interim pass commits while a window or a flush is in flight (``commit=False``)."""
+    truth = timeline("one two three four five six seven eight nine ten", gap_ms=100)
+    for policy, commit in (
+        (WindowedPolicy(5000, 500, interim_spans=False), True),
+        (WindowedPolicy(2000, 200, interim_spans=False), False),
+    ):
+        run = Run(policy, truth, perfect_whisper(truth))
+        for _ in range(3):
+            run.feed(1000)
+            decision = run.interim_pass(commit=commit)
+            assert decision.committed == [] and decision.release_ms == 0
+        assert texts(decision.interim) == ["one", "two", "three", "four", "five", "six", "seven"]
+        assert run.transcript.words == []
 
 
 def test_windowed_waits_a_quarter_window_for_a_pause_past_the_window() -> None:
@@ -377,6 +440,30 @@ def test_a_word_heard_only_once_is_never_lost(
     assert all(span.duration_ms <= longest for span in run.spans)
     starts = [span.start_ms for span in run.spans if not span.interim_only]
     assert starts == sorted(set(starts)), "every committing step advances"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    truth=spoken(),
+    window_ms=st.sampled_from([1000, 2000, 3000]),
+    pass_ms=st.sampled_from([500, 1000]),
+    rng=st.randoms(use_true_random=False),
+)
+def test_interim_pass_commits_at_short_windows_never_lose_or_repeat_a_word(
+    truth: list[Word], window_ms: int, pass_ms: int, rng: random.Random
+) -> None:
+    """Interim passes every ``pass_ms`` between short windows, all heard with jitter and mangled
+    edges, commit words that the windows then join to the truth."""
+    policy = WindowedPolicy(window_ms, window_ms // 10, interim_spans=False)
+    run = Run(policy, truth, jittery_whisper(truth, rng))
+    total = truth[-1].end_ms + rng.randint(0, 3000)
+    for _ in range(total // pass_ms):
+        run.feed(pass_ms, chunk_ms=pass_ms // 2)
+        if run.buffer.has_speech(run.buffer.start_ms, run.buffer.end_ms):
+            run.interim_pass()
+    run.buffer.feed(total % pass_ms)
+    run.finish()
+    assert run.words == [w.text for w in truth]
 
 
 # --- local agreement ---
