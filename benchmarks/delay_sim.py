@@ -39,6 +39,7 @@ class Run:
     """One simulated stream: its committed phrases, word delays and inference seconds."""
 
     phrases: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # the priority of the job behind each
     final_s: list[float] = field(default_factory=list)
     live_s: float = 0.0
     interim_s: float = 0.0
@@ -118,6 +119,7 @@ def simulate(
         committed = session.transcript.words[before:]
         if committed:
             run.phrases.append(" ".join(w.text for w in committed))
+            run.sources.append(job.priority)
         for word in committed:
             chunk = min(max(0, (word.end_ms - 1) // FRAME_MS), len(frames) - 1)
             run.final_s.append(now - chunk * FRAME_MS / 1000)
@@ -189,7 +191,8 @@ def main() -> None:
             )
             hyp = " ".join(run.phrases)
             if args.verbose:
-                print("\n".join(f"  | {phrase}" for phrase in run.phrases))
+                for phrase, source in zip(run.phrases, run.sources, strict=True):
+                    print(f"  {source:>7} | {phrase}")
             one = pooled([(rec.text, hyp)], [run.phrases], [cache[rec.name]])
             avg = sum(run.final_s) / max(1, len(run.final_s))
             progress(

@@ -6,9 +6,11 @@ was spoken. While the session waits for its next window (no window in flight), e
 ``step_ms`` of new speech the audio since the buffer's start (where the next window will
 start) is sent as an interim job: the lowest priority of the worker contract, run only by a
 worker slot that finds no live window waiting, and dropped by the worker when it waited past
-``INTERIM_TTL_S`` (``inference/messages.py``). Its words are never committed: the session
-sends the ones after the committed transcript as a pending ``speech.hypothesis``, and drops a
-result that a window's result has overtaken. At most one interim pass per session is in
+``INTERIM_TTL_S`` (``inference/messages.py``). The session sends its words after the committed
+transcript as a pending ``speech.hypothesis``, and drops a result that a window's result has
+overtaken. At windows under 4 s, which otherwise commit only at pauses, the policy commits the
+words two consecutive passes agree on (``WindowedPolicy.on_interim``); longer windows commit
+nothing from a pass. At most one interim pass per session is in
 flight, so a session queues at most one of them, whatever the load. A worker listens for
 interim jobs only while its windows left it idle at least half of the last ten seconds
 (``LiveLoad``), so a loaded node runs windows only.
@@ -20,12 +22,23 @@ import collections
 from dataclasses import dataclass
 
 from transcription.inference.messages import INTERIM_TTL_S
-from transcription.policy import AudioBuffer
+from transcription.policy import SHORT_WINDOW_MS, AudioBuffer
 
 # A worker takes interim jobs only while live and batch jobs kept its slots busy less than
 # this share of the last LOAD_HORIZON_S: idle capacity, not capacity the admitted sessions use.
 INTERIM_MAX_LIVE_SHARE = 0.5
 LOAD_HORIZON_S = 10.0
+# At windows under SHORT_WINDOW_MS the passes also commit (two in a row agreeing), so their
+# step sets the final delay on continuous speech: a word is final about 1.5 steps after it.
+SHORT_WINDOW_STEP_MS = 750
+
+
+def step_ms(interim_ms: int, window_ms: int) -> int:
+    """The step of a session's interim passes: ``WSS_INTERIM_MS`` (0: off), at most
+    ``SHORT_WINDOW_STEP_MS`` at windows under ``SHORT_WINDOW_MS``."""
+    if interim_ms <= 0 or window_ms >= SHORT_WINDOW_MS:
+        return interim_ms
+    return min(interim_ms, SHORT_WINDOW_STEP_MS)
 
 
 @dataclass(frozen=True, slots=True)

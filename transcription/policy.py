@@ -16,7 +16,9 @@ word again whole (the merge aligns on it) and any word the cut end may have swal
 final when the window holding it returns: W/2 to W after it was spoken (one more window for a
 held-back word). Compute: every second of speech is transcribed about 1.4x at 5 s / 0.5 s and
 1.15x at 20 s / 2 s, never more than W per step, every step advances; the speech gate skips
-silence, so it costs nothing.
+silence, so it costs nothing. Windows under 4 s hear too little to be cut mid-speech: they end
+at pauses, and in between the session's interim passes (``interim.py``, idle capacity only)
+commit the words two consecutive passes agree on (``on_interim``).
 
 ``local_agreement`` (whisper_streaming's LocalAgreement-2). The buffer from the last committed
 point is transcribed again every ``min_chunk_ms`` (1 s) of new audio; a word is committed once
@@ -41,6 +43,7 @@ from transcription.inference.types import Word
 from transcription.transcript import (
     TIME_TOLERANCE_MS,
     Transcript,
+    drop_annotations,
     ends_sentence,
     merge,
     normalize,
@@ -228,6 +231,10 @@ class WindowedPolicy:
         # End of the last word an interim pass committed: the pass heard past the buffer's
         # end as a window saw it, so a later span may start before that word.
         self._pass_end_ms = 0
+        # Words interim passes committed since the span start, and whether that start lies in
+        # a pause after every word committed before them (see _after_passes).
+        self._pass_words: list[Word] = []
+        self._clean_start = False
 
     def next_span(self, buffer: AudioBuffer, *, final: bool, eager: bool = False) -> Span | None:
         """The next window once ``window_ms`` is buffered; with ``final``, the rest."""
@@ -283,7 +290,8 @@ class WindowedPolicy:
 
     def on_result(self, span: Span, words: Sequence[Word], transcript: Transcript) -> Decision:
         """Commit the span's new words except those probably cut by its end."""
-        fresh = unheard(span, words, transcript)
+        fresh = self._after_passes(span, words, transcript)
+        self._pass_words = []
         if span.interim_only:
             return Decision([], fresh, span.start_ms)
         interim: list[Word]
@@ -316,23 +324,50 @@ class WindowedPolicy:
         hear the whole utterance again, and the merge drops what was committed (starting
         them at the last committed word, as after a cut window, lost words: see
         docs/STREAMING.md). Longer windows only show the words."""
-        fresh = unheard(span, words, transcript)
         start = span.start_ms if self._start_ms is None else self._start_ms
         if not (self.short and commit and span.start_ms == start):
-            return Decision([], fresh, start)
+            return Decision([], unheard(span, words, transcript), start)
+        fresh = self._after_passes(span, words, transcript)
         agreed = _agreed_length(self._interim, fresh, span.end_ms - self._last_end_ms)
         committed, interim = fresh[:agreed], fresh[agreed:]
+        if committed and not self._pass_words:
+            self._clean_start = self._after_pause or not transcript.words
         transcript.commit(committed)
         self._interim = interim
         self._last_end_ms = span.end_ms
         if committed:
             self._after_pause = False  # the next span hears these words again
             self._pass_end_ms = max(self._pass_end_ms, transcript.last_word_end_ms)
+            self._pass_words += committed
         return Decision(committed, interim, start)
+
+    def _after_passes(
+        self, span: Span, words: Sequence[Word], transcript: Transcript
+    ) -> list[Word]:
+        """The words of ``span`` after the committed transcript. When interim passes committed
+        the start of an utterance that began in a pause, a later pass or window over it
+        starts with those words, the same text: cut by text. The merge aligns by time too,
+        and over a whole utterance heard again the pass's word times (its own encoder
+        context) drift from the window's far enough to repeat words at the join."""
+        if not self._pass_words:
+            return unheard(span, words, transcript)
+        fresh = unheard(replace(span, after_pause=False), words, transcript)
+        old = [t for t in (normalize(w.text) for w in self._pass_words) if t]
+        heard = drop_annotations(words)
+        spoken = [i for i, w in enumerate(heard) if normalize(w.text)]
+        if not (self._clean_start and old and len(spoken) >= len(old)):
+            return fresh
+        if [normalize(heard[i].text) for i in spoken[: len(old)]] != old:
+            return fresh
+        rest = heard[spoken[len(old) - 1] + 1 :]
+        while rest and not normalize(rest[0].text):
+            rest = rest[1:]  # punctuation of an old word is old
+        return continue_case(transcript.words[-1] if transcript.words else None, rest)
 
     def on_skipped(self, span: Span) -> Decision:
         """Move past a silent span, keeping a short tail for a word starting at its very end."""
         self._interim = []
+        self._pass_words = []
         release = span.end_ms if span.final else span.end_ms - SKIP_TAIL_MS
         release = max(release, span.start_ms + _min_progress_ms(span, ()))
         self._start_ms = min(release, span.end_ms)

@@ -25,7 +25,7 @@ from transcription.events import (
 )
 from transcription.inference.messages import TranscribeJob
 from transcription.inference.types import Word
-from transcription.interim import InterimPasses
+from transcription.interim import InterimPasses, step_ms
 from transcription.languages import CODES, Detected, LanguageLock
 from transcription.limits import AudioAllowance, SessionLimits
 from transcription.policy import (
@@ -210,7 +210,7 @@ class Configured:
         )
         self.allowance = AudioAllowance(limits.max_audio_speed, limits.audio_burst_ms, now)
         self.span: Span | None = None  # the span of the job in flight
-        self.interim = InterimPasses(limits.interim_ms)
+        self.interim = InterimPasses(step_ms(limits.interim_ms, config.window_duration_ms))
         self.next_window_index = 0
         self.slowed_down = False
         self.turns: TurnDetector | None = None

@@ -9,7 +9,7 @@ import numpy as np
 from transcription.events import Checkpoint, Hypothesis, Phrase
 from transcription.inference.messages import JobResult, TranscribeJob
 from transcription.inference.types import Segment, Word
-from transcription.interim import InterimPasses, LiveLoad
+from transcription.interim import SHORT_WINDOW_STEP_MS, InterimPasses, LiveLoad, step_ms
 from transcription.limits import SessionLimits
 from transcription.policy import WindowedPolicy
 from transcription.protocol import SpeechConfig
@@ -182,6 +182,15 @@ def test_at_short_windows_what_two_interim_passes_agree_on_is_a_phrase() -> None
     assert isinstance(phrase, Phrase) and phrase.text == "hello there"
     assert isinstance(hypothesis, Hypothesis) and hypothesis.text == "general kenobi"
     assert s.transcript.text == "hello there"
+
+
+def test_interim_passes_are_more_frequent_at_short_windows() -> None:
+    """At windows under 4 s the passes also commit, so they run every ``SHORT_WINDOW_STEP_MS``
+    (at most ``WSS_INTERIM_MS``; 0 keeps them off); longer windows keep ``WSS_INTERIM_MS``."""
+    assert step_ms(1000, 2000) == SHORT_WINDOW_STEP_MS < 1000
+    assert step_ms(500, 2000) == 500 and step_ms(0, 2000) == 0
+    assert step_ms(1000, 4000) == step_ms(1000, 5000) == 1000
+    assert [j.audio_s for j in frames(live(window_ms=2000), 1000, pause_s=0.1)] == [0.8]
 
 
 def test_at_long_windows_interim_passes_commit_nothing() -> None:

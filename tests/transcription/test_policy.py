@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -301,6 +302,31 @@ def test_short_windows_commit_what_two_consecutive_interim_passes_agree_on() -> 
     assert run.spans[0].at_pause and run.spans[0].start_ms == 0
     assert texts(run.decisions[-1].committed) == ["six", "seven", "eight", "nine", "ten"]
     assert run.transcript.text == "one two three four five six seven eight nine ten"
+
+
+def test_a_window_over_words_interim_passes_committed_cuts_them_by_text() -> None:
+    """The window at the pause hears the utterance the passes committed the start of with word
+    times of its own (here squeezed and over a second late, too far apart for the merge to
+    pair them): the committed words are cut by their text, none repeated or lost."""
+    truth = timeline("one two three four five six seven", gap_ms=100)  # to 2700, then silence
+    perfect = perfect_whisper(truth)
+
+    def drifting(span: Span) -> list[Word]:
+        if span.interim_only:
+            return perfect(span)
+        return [
+            replace(w, start_ms=1200 + w.start_ms // 2, end_ms=1200 + w.end_ms // 2)
+            for w in perfect(span)
+        ]
+
+    run = Run(WindowedPolicy(2000, 200, interim_spans=False), truth, drifting)
+    run.feed(1000)
+    run.interim_pass()
+    run.feed(1000)
+    assert texts(run.interim_pass().committed) == ["one", "two"]
+    run.feed(2000)
+    assert texts(run.decisions[-1].committed) == ["three", "four", "five", "six", "seven"]
+    assert run.transcript.text == "one two three four five six seven"
 
 
 def test_an_interim_pass_commits_no_word_the_pass_after_it_heard_differently() -> None:
