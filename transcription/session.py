@@ -54,6 +54,7 @@ from transcription.languages import ENGLISH, TRANSLATE, needs_multilingual
 from transcription.limits import SessionLimits
 from transcription.policy import (
     ANCHOR_MARGIN_MS,
+    SHORT_WINDOW_MS,
     Span,
 )
 from transcription.protocol import SpeechConfig, language_field
@@ -457,7 +458,8 @@ class Session:
 
     def _schedule_interim(self, out: Outputs, now: float) -> None:
         """An interim pass (``interim.py``) while the session waits for its next window:
-        lowest priority, the encoder context of the audio present (it is only a caption)."""
+        lowest priority, the encoder context of the audio present. Greedy where it is only a
+        caption; with the session's beam at windows under 4 s, where passes also commit."""
         c = self.configured
         if self.state is not State.CONFIGURED or c.span is not None or c.flushes:
             return
@@ -465,9 +467,10 @@ class Session:
         if due is None:
             return
         samples = self.buffer.window(*due)
+        commits = c.config.window_duration_ms < SHORT_WINDOW_MS
         job = self._job(
             samples,
-            beam_size=1,
+            beam_size=self.limits.beam_size if commits else 1,
             audio_ctx=audio_ctx_for(len(samples) / SAMPLE_RATE_HZ, c.multilingual),
             priority="interim",
         )
