@@ -193,6 +193,18 @@ def test_interim_passes_are_more_frequent_at_short_windows() -> None:
     assert [j.audio_s for j in frames(live(window_ms=2000), 1000, pause_s=0.1)] == [0.8]
 
 
+def test_interim_passes_decode_with_the_session_beam_where_they_commit() -> None:
+    """Greedy where a pass is only a caption (5 s windows); the session's beam at windows under
+    4 s, where what two passes agree on is final."""
+    for window_ms, beam in ((5000, 1), (2000, 5)):
+        limits = SessionLimits(vad="energy", interim_ms=1000, beam_size=5)
+        s = Session(limits, reply_channel="reply")
+        config = SpeechConfig("en", RATE, "pcm_s16le", window_ms, window_ms // 10, "m")
+        s.start("s", config, model_id="m")
+        (job,) = frames(s, 1000, pause_s=0.1)
+        assert job.priority == "interim" and job.beam_size == beam
+
+
 def test_at_long_windows_interim_passes_commit_nothing() -> None:
     """At 4 s windows and more the windows commit soon enough: passes only show."""
     s = live(window_ms=5000)
