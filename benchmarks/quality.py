@@ -327,7 +327,7 @@ def main() -> None:
         f"### Transcript quality, {len(corpus)} recordings ({total_s:.0f} s; {sets}), "
         f"streamed as fast as backpressure allows; Δ = streamed − offline WER (points)\n\n"
         + table(rows, list(rows[0]))
-        + f"\n\nNon-speech ({noise_s:.0f} s each, 5 s windows) and other runs:\n\n"
+        + f"\n\nNon-speech ({noise_s:.0f} s each, at each window streamed) and other runs:\n\n"
         + table(extra, list(extra[0]))
     )
     verdicts = []
