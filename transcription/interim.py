@@ -22,7 +22,8 @@ import collections
 from dataclasses import dataclass
 
 from transcription.inference.messages import INTERIM_TTL_S
-from transcription.policy import SHORT_WINDOW_MS, AudioBuffer
+from transcription.policy.base import AudioBuffer
+from transcription.policy.windowed import SHORT_WINDOW_MS
 
 # A worker takes interim jobs only while live and batch jobs kept its slots busy less than
 # this share of the last LOAD_HORIZON_S: idle capacity, not capacity the admitted sessions use.

@@ -52,11 +52,8 @@ from transcription.inference.messages import JobAccepted, JobResult, Priority, T
 from transcription.inference.types import Word
 from transcription.languages import ENGLISH, TRANSLATE, needs_multilingual
 from transcription.limits import SessionLimits
-from transcription.policy import (
-    ANCHOR_MARGIN_MS,
-    SHORT_WINDOW_MS,
-    Span,
-)
+from transcription.policy.base import ANCHOR_MARGIN_MS, Span
+from transcription.policy.windowed import SHORT_WINDOW_MS
 from transcription.protocol import SpeechConfig, language_field
 from transcription.session_state import (
     BACKPRESSURE_OK_RATIO,
@@ -400,7 +397,7 @@ class Session:
         middle of speech cuts a word: Whisper drops it (or stretches the word before it to
         the cut), and the next span, starting at the cut, hears only its end. So when the
         cut lies in speech, the next span starts before the last committed word, which the
-        merge aligns on and drops (policy.py's anchor word)."""
+        merge aligns on and drops (``policy/base.py``'s anchor word)."""
         c = self.configured
         cut_in_speech = self.buffer.has_speech(span.end_ms - FLUSH_CUT_PROBE_MS, span.end_ms)
         if not cut_in_speech:

@@ -28,12 +28,8 @@ from transcription.inference.types import Word
 from transcription.interim import InterimPasses, step_ms
 from transcription.languages import CODES, Detected, LanguageLock
 from transcription.limits import AudioAllowance, SessionLimits
-from transcription.policy import (
-    Span,
-    StreamingPolicy,
-    make_policy,
-    usable_ms,
-)
+from transcription.policy import make_policy
+from transcription.policy.base import Span, StreamingPolicy, usable_ms
 from transcription.protocol import SpeechConfig
 from transcription.transcript import Transcript
 

@@ -11,7 +11,7 @@ from transcription.inference.messages import JobResult, TranscribeJob
 from transcription.inference.types import Segment, Word
 from transcription.interim import SHORT_WINDOW_STEP_MS, InterimPasses, LiveLoad, step_ms
 from transcription.limits import SessionLimits
-from transcription.policy import WindowedPolicy
+from transcription.policy.windowed import WindowedPolicy
 from transcription.protocol import SpeechConfig
 from transcription.session import Session
 

@@ -1,4 +1,4 @@
-"""Tests for transcription/policy.py: which span to transcribe next and what to commit."""
+"""Tests for transcription/policy/: which span to transcribe next and what to commit."""
 
 from __future__ import annotations
 
@@ -13,16 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transcription.inference.types import Word
-from transcription.policy import (
-    SHORT_MAX_SPAN_MS,
-    SHORT_WINDOW_MS,
-    Decision,
-    LocalAgreementPolicy,
-    Span,
-    StreamingPolicy,
-    WindowedPolicy,
-    make_policy,
-)
+from transcription.policy import make_policy
+from transcription.policy.base import Decision, Span, StreamingPolicy
+from transcription.policy.local_agreement import LocalAgreementPolicy
+from transcription.policy.windowed import SHORT_MAX_SPAN_MS, SHORT_WINDOW_MS, WindowedPolicy
 from transcription.transcript import Transcript, normalize
 
 VOCABULARY = sorted(

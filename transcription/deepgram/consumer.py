@@ -24,7 +24,7 @@ from transcription.protocol import SpeechConfig
 from transcription.session_state import State, TurnOptions
 
 # Interim results need windows that return often: a short window commits at pauses and
-# re-hears the utterance so far for interim text every window (policy.py "windowed").
+# re-hears the utterance so far for interim text every window (``policy/windowed.py``).
 INTERIM_WINDOW_MS = 2000
 
 
