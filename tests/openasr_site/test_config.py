@@ -25,7 +25,7 @@ def test_defaults_are_the_seeds(tmp_path: Path) -> None:
     """No env, no file: the seed's defaults."""
     cfg = load_config(toml(tmp_path, ""))
     assert (cfg.port, cfg.max_sessions, cfg.window_ms, cfg.overlap_ms) == (9090, 20, 20000, 2000)
-    assert (cfg.log_level, cfg.log_format, cfg.beam_size, cfg.language) == ("info", "text", 5, "en")
+    assert (cfg.log_level, cfg.log_format, cfg.beam_size, cfg.language) == ("info", "text", 1, "en")
 
 
 def test_file_over_default_and_env_over_file(tmp_path: Path) -> None:
