@@ -1,6 +1,7 @@
 """Streaming WER, word delay and compute without a server, on a simulated real-time clock: the
-sans-IO ``Session`` with the server's default inference settings (beam 5, padded 30 s context
-for windows, interim passes every 1 s), the real backend, one inference slot. For tuning the
+sans-IO ``Session`` with the server's default inference settings (greedy, the reduced context of
+``WSS_AUDIO_CTX=auto``, interim passes every 1 s; ``--beam`` and ``--audio-ctx`` change them), the
+real backend, one inference slot. For tuning the
 streaming policy; the figures to quote come from ``delay.py`` and ``quality.py`` (real daphne).
 
 The clock is the audio's: frame ``i`` (200 ms) arrives at ``0.2 i`` s, as ``delay.py`` sends
@@ -151,6 +152,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", choices=SETS, default=["clips", "long", "hard"])
     parser.add_argument("--only", help="substring of recording names to run")
     parser.add_argument("--interim-ms", type=int, default=1000)
+    parser.add_argument("--beam", type=int, default=1, help="WSS_BEAM_SIZE")
+    parser.add_argument("--audio-ctx", choices=("auto", "full"), default="auto")
     parser.add_argument("--offline-cache", type=Path, default=Path("/tmp/offline_cache.json"))
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument(
@@ -172,8 +175,8 @@ def main() -> None:
     whole = [cache[r.name] for r in corpus]
     limits = SessionLimits(
         audio_buffer_ms=30_000,
-        beam_size=5,
-        audio_ctx_auto=False,
+        beam_size=args.beam,
+        audio_ctx_auto=args.audio_ctx == "auto",
         interim_ms=args.interim_ms,
         n_threads=1,  # the clock is modelled; one thread wastes nothing spinning on a busy host
         max_audio_speed=1e9,

@@ -231,8 +231,9 @@ def test_worker_has_no_port_and_documents_why_no_probe() -> None:
     assert container["args"] == ["worker"]
     assert not {"ports", "livenessProbe", "readinessProbe", "startupProbe"} & set(container)
     assert "No probes, on purpose" in (K8S / "worker.yaml").read_text()
-    threads = int(configmap_data()["WSS_INFERENCE_THREADS"])
-    assert float(container["resources"]["requests"]["cpu"]) == threads
+    data = configmap_data()
+    cpus = int(data["WSS_INFERENCE_THREADS"]) * int(data["WSS_WORKER_CONCURRENCY"])
+    assert float(container["resources"]["requests"]["cpu"]) == cpus
 
 
 @pytest.mark.parametrize("role", ["server", "worker"])
