@@ -99,13 +99,13 @@ async def _delayed(delay_s: float, coro: Any) -> Any:
     return await coro
 
 
-def run_layout(
-    name: str, model: str, ns: list[int], clips: list[bytes], window_ms: int, overlap_ms: int
-) -> dict[str, Any]:
-    concurrency, threads = LAYOUTS[name]
-    server = start_server(
+def layout_server(layout: str, env: dict[str, str]) -> Server:
+    """A server for the ramp: ``env`` plus ``layout``'s contexts × threads, admission off (the
+    ramp goes past capacity), debug log (the per-window timings)."""
+    concurrency, threads = LAYOUTS[layout]
+    return start_server(
         {
-            "WHISPER_MODEL_PATH": str(model_path(model)),
+            **env,
             "WSS_WORKER_CONCURRENCY": str(concurrency),
             "WSS_INFERENCE_THREADS": str(threads),
             "WSS_ADMISSION_HEADROOM": "0",
@@ -115,6 +115,13 @@ def run_layout(
         },
         timeout=120,
     )
+
+
+def run_layout(
+    name: str, model: str, ns: list[int], clips: list[bytes], window_ms: int, overlap_ms: int
+) -> dict[str, Any]:
+    concurrency = LAYOUTS[name][0]
+    server = layout_server(name, {"WHISPER_MODEL_PATH": str(model_path(model))})
     steps = []
     try:
         for n in ns:

@@ -170,23 +170,11 @@ def window_cost_s(entry: dict[str, Any], window_ms: int = 5000) -> float | None:
 def run_capacity(c: Candidate, layout: str, cost_s: float | None) -> dict[str, Any]:
     """The paced ramp of ``capacity.py`` at 5 s windows, from near the predicted count up to
     the first step that is not real-time."""
-    concurrency, threads = capacity.LAYOUTS[layout]
     hop_s = 4.5
     predicted = 4 if cost_s is None else max(2, int(hop_s / cost_s))
     ns = sorted({max(2, predicted - 2), *range(predicted, 33, 2)})
     clips = [pcm16(speech_clip(CAPACITY_SECONDS, seed=s)[0]) for s in range(3)]
-    server = start_server(
-        {
-            **c.env(),
-            "WSS_WORKER_CONCURRENCY": str(concurrency),
-            "WSS_INFERENCE_THREADS": str(threads),
-            "WSS_ADMISSION_HEADROOM": "0",
-            "WSS_LOG_LEVEL": "debug",
-            "WSS_MAX_SESSIONS": "64",
-            "DATABASE_URL": database_url(),
-        },
-        timeout=120,
-    )
+    server = capacity.layout_server(layout, c.env())
     steps: list[dict[str, Any]] = []
     try:
         for n in ns:
