@@ -14,6 +14,7 @@ windows sit within two words of a join).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from transcription.inference.types import Word
@@ -117,15 +118,24 @@ class Transcript:
 
     # --- building ---
 
-    def commit(self, words: Iterable[Word]) -> None:
-        """Append finalized words (the merge has already removed what was committed)."""
+    def commit(self, words: Iterable[Word]) -> list[Word]:
+        """Append finalized words (the merge has already removed what was committed) and return
+        them as committed: a word never starts before the word committed before it. Windows and
+        interim passes are separate encodes whose word times drift by a few hundred ms, and
+        clients read the words' times as one timeline (Deepgram's words are in order)."""
+        committed = []
         for word in words:
+            if self.words and word.start_ms < self.words[-1].start_ms:
+                start = self.words[-1].start_ms
+                word = replace(word, start_ms=start, end_ms=max(word.end_ms, start))
+            committed.append(word)
             if self._text and not _attaches(word.text):
                 self._text += " "
             self._text += word.text
             self.words.append(word)
             # Jittered times may step back a little; the timeline end never does.
             self._last_end_ms = max(self._last_end_ms, word.end_ms)
+        return committed
 
     @classmethod
     def from_text(cls, text: str, end_ms: int) -> Transcript:

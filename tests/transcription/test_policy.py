@@ -298,6 +298,20 @@ def test_short_windows_commit_what_two_consecutive_interim_passes_agree_on() -> 
     assert run.transcript.text == "one two three four five six seven eight nine ten"
 
 
+def test_an_interim_pass_does_not_commit_the_words_at_its_audio_edge() -> None:
+    """Two passes agreeing on a word that ends within the edge guard (500 ms at 2 s windows)
+    of the second pass's end do not commit it: Whisper squeezes the times of the words at the
+    audio edge, and a later window would place the next word before them."""
+    truth = timeline("one two three four five six", gap_ms=100)  # five: 1600-1900
+    run = Run(WindowedPolicy(2000, 200, interim_spans=False), truth, perfect_whisper(truth))
+    run.feed(2000)
+    run.interim_pass()
+    run.feed(250)
+    decision = run.interim_pass()
+    assert texts(decision.committed) == ["one", "two", "three", "four"]  # four ends at 1500
+    assert texts(decision.interim)[0] == "five"
+
+
 def test_a_window_over_words_interim_passes_committed_cuts_them_by_text() -> None:
     """The window at the pause hears the utterance the passes committed the start of with word
     times of its own (here squeezed and over a second late, too far apart for the merge to

@@ -363,3 +363,15 @@ def test_ordinary_speech_is_not_taken_for_a_loop() -> None:
     text = "it is very very good and the river is good for the boats"
     assert not has_repetition(text)
     assert Transcript(timeline(text)).tail_prompt() == text
+
+
+def test_a_committed_word_never_starts_before_the_word_committed_before_it() -> None:
+    """Windows and interim passes are separate encodes whose word times drift: a word that
+    comes back earlier than the last committed one is moved to its start, so the committed
+    words stay one timeline."""
+    transcript = Transcript([Word("a", 15_159, 15_289, 0.9), Word("new", 15_289, 15_729, 0.9)])
+    committed = transcript.commit(
+        [Word("bakery", 14_849, 15_369, 0.9), Word("on", 15_369, 15_539, 0.9)]
+    )
+    assert [(w.start_ms, w.end_ms) for w in committed] == [(15_289, 15_369), (15_369, 15_539)]
+    assert transcript.words[-2:] == committed

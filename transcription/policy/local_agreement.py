@@ -91,7 +91,7 @@ class LocalAgreementPolicy:
             committed, interim = split_at_guard(fresh, span.end_ms - guard)
         else:
             committed, interim = fresh[:agreed], fresh[agreed:]
-        transcript.commit(committed)
+        committed = transcript.commit(committed)
         self._hypothesis = interim
         self._start_ms = self._next_start(span, transcript, committed, interim)
         return Decision(committed, interim, self._start_ms)

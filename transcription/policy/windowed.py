@@ -165,7 +165,7 @@ class WindowedPolicy:
             agreed = agreed_length(self._interim, fresh, span.end_ms - self._last_end_ms)
             if agreed > len(committed):
                 committed, interim = fresh[:agreed], fresh[agreed:]
-        transcript.commit(committed)
+        committed = transcript.commit(committed)
         self._interim = interim
         self._last_end_ms = span.end_ms
         release = self._next_start(span, transcript, committed, interim)
@@ -187,10 +187,14 @@ class WindowedPolicy:
             return Decision([], unheard(span, words, transcript), start)
         fresh = self._after_passes(span, words, transcript)
         agreed = agreed_length(self._interim, fresh, span.end_ms - self._last_end_ms)
-        committed, interim = fresh[:agreed], fresh[agreed:]
+        # Not the words at the pass's audio edge, even agreed on: Whisper squeezes their times
+        # into the last moments (0 ms long), and the window after them places the next word
+        # earlier. They stay a hypothesis; a later pass or window commits them.
+        committed, _ = split_at_guard(fresh[:agreed], span.end_ms - self.edge_guard_ms)
+        interim = fresh[len(committed) :]
         if committed and not self._pass_words:
             self._clean_start = self._after_pause or not transcript.words
-        transcript.commit(committed)
+        committed = transcript.commit(committed)
         self._interim = interim
         self._last_end_ms = span.end_ms
         if committed:
