@@ -452,8 +452,9 @@ SETTINGS: tuple[Setting[Any], ...] = (
         _choice(AudioCtx),
         "auto",
         ("inference", "audio_ctx"),
-        "auto: encode the audio present plus padding silence (about 4x faster than full); "
-        "full: the padded 30 s window Whisper was trained on",
+        "auto: windows of English-only models encode the audio present plus padding silence "
+        "(about 4x faster; multilingual models keep full); full: the padded 30 s window "
+        "Whisper was trained on",
     ),
     Setting(
         "WSS_PROMPT",

@@ -526,7 +526,10 @@ class Session:
                 continue
             samples = self.buffer.window(span.start_ms, span.end_ms)
             seconds = len(samples) / SAMPLE_RATE_HZ
-            auto = self.limits.audio_ctx_auto
+            # Multilingual models keep the padded 30 s context for windows: with a reduced one
+            # base lost words in German (tests/e2e/test_languages.py) and English (7.92 % against
+            # tiny.en's 5.70 %, docs/CAPACITY.md).
+            auto = self.limits.audio_ctx_auto and not c.multilingual
             job = self._job(
                 samples,
                 prompt=self._prompt(span),
