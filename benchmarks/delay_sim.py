@@ -68,7 +68,7 @@ def simulate(
     """Stream ``audio`` in real time through a ``Session`` served by one inference slot."""
     config = SpeechConfig("en", SAMPLE_RATE_HZ, "pcm_s16le", window[0], window[1], "m")
     session = Session(limits)
-    session.start("sim", config, model_id="m")
+    session.start("sim", config, model_id="m", multilingual=backend.multilingual)
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     frames = [pcm[i : i + FRAME_SAMPLES * 2] for i in range(0, len(pcm), FRAME_SAMPLES * 2)]
     run = Run()

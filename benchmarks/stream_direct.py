@@ -51,7 +51,7 @@ def stream(
         inference_timeout_s=float("inf"),
     )
     session = Session(limits)
-    session.start("bench", config, model_id="m")
+    session.start("bench", config, model_id="m", multilingual=backend.multilingual)
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     phrases: list[str] = []
     queue: list[Any] = []
