@@ -23,21 +23,20 @@ from dataclasses import dataclass
 
 from transcription.inference.messages import INTERIM_TTL_S
 from transcription.policy.base import AudioBuffer
-from transcription.policy.windowed import SHORT_WINDOW_MS
 
 # A worker takes interim jobs only while live and batch jobs kept its slots busy less than
 # this share of the last LOAD_HORIZON_S: idle capacity, not capacity the admitted sessions use.
 INTERIM_MAX_LIVE_SHARE = 0.5
 LOAD_HORIZON_S = 10.0
-# At windows under SHORT_WINDOW_MS the passes also commit (two in a row agreeing), so their
-# step sets the final delay on continuous speech: a word is final about 1.5 steps after it.
+# At short windows the passes also commit (two in a row agreeing), so their step sets the
+# final delay on continuous speech: a word is final about 1.5 steps after it.
 SHORT_WINDOW_STEP_MS = 750
 
 
-def step_ms(interim_ms: int, window_ms: int) -> int:
+def step_ms(interim_ms: int, *, short_window: bool) -> int:
     """The step of a session's interim passes: ``WSS_INTERIM_MS`` (0: off), at most
-    ``SHORT_WINDOW_STEP_MS`` at windows under ``SHORT_WINDOW_MS``."""
-    if interim_ms <= 0 or window_ms >= SHORT_WINDOW_MS:
+    ``SHORT_WINDOW_STEP_MS`` at the policy's short windows (``StreamingPolicy.short_window``)."""
+    if interim_ms <= 0 or not short_window:
         return interim_ms
     return min(interim_ms, SHORT_WINDOW_STEP_MS)
 

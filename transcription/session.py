@@ -2,37 +2,33 @@
 jobs out.
 
 Normative: ``docs/PROTOCOL.md`` "Session state machine", "Windows and events", "Flow control
-and limits", "Checkpoints and resume". The ``Session`` owns the only connection state and the
-job in flight; the consumer owns the socket, the channel layer and the stores. It never awaits
-and never reads a clock (``now`` comes in as an argument), so it is tested in milliseconds and
-serves every wire protocol and both deployments alike.
+and limits", "Checkpoints and resume". The ``Session`` owns the only connection state: its
+state machine, the limits on its input, the outcomes of the inference client and the end of
+the stream; ``session_jobs.py`` decides and builds its inference jobs and turns their results
+into events, ``session_state.py`` holds what exists once it is configured. The consumer owns
+the socket, the channel layer and the stores. It never awaits and never reads a clock (``now``
+comes in as an argument), so it is tested in milliseconds and serves every wire protocol and
+both deployments alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
-from transcription.audio import SAMPLE_RATE_HZ
 from transcription.audio.buffer import AudioBuffer
 from transcription.audio.decode import AudioDecodeError
 from transcription.audio.turns import Started
 from transcription.events import (
     Backpressure,
-    Checkpoint,
     ClientError,
     Close,
     CloseCode,
     ConfigAck,
     Error,
     ErrorCode,
-    Flushed,
     FlushReason,
-    Hypothesis,
-    Phrase,
     SpeechStarted,
     SpeechStopped,
     confidence,
@@ -48,31 +44,24 @@ from transcription.inference.client import (
     Resend,
     WorkerView,
 )
-from transcription.inference.messages import JobAccepted, JobResult, Priority, TranscribeJob
-from transcription.inference.types import Word
-from transcription.languages import ENGLISH, TRANSLATE, needs_multilingual
+from transcription.inference.messages import JobAccepted, JobResult
+from transcription.languages import ENGLISH, needs_multilingual
 from transcription.limits import SessionLimits
-from transcription.policy.base import ANCHOR_MARGIN_MS, Span
-from transcription.policy.windowed import SHORT_WINDOW_MS
 from transcription.protocol import SpeechConfig, language_field
+from transcription.session_jobs import Jobs
 from transcription.session_state import (
     BACKPRESSURE_OK_RATIO,
     BACKPRESSURE_SLOW_DOWN_RATIO,
-    CHECKPOINT_TAIL_WORDS,
-    FLUSH_CUT_PROBE_MS,
-    SKIPPED_SPEECH_MS,
     TRANSITIONS,
-    BufferUpTo,
     Configured,
     Outputs,
     PendingFlush,
     ResumeState,
     State,
     TurnOptions,
-    audio_ctx_for,
     fit_to_buffer,
 )
-from transcription.transcript import Transcript, join_words
+from transcription.transcript import Transcript
 
 
 class Session:
@@ -96,6 +85,7 @@ class Session:
             times=inference_times,
         )
         self._c: Configured | None = None
+        self._jobs: Jobs | None = None
         self._turns: TurnOptions | None = None
 
     # --- state ---
@@ -113,6 +103,12 @@ class Session:
         if self._c is None:
             raise RuntimeError(f"session is {self.state.value}, not configured")
         return self._c
+
+    @property
+    def jobs(self) -> Jobs:
+        if self._jobs is None:
+            raise RuntimeError(f"session is {self.state.value}, not configured")
+        return self._jobs
 
     @property
     def session_id(self) -> str:
@@ -178,6 +174,7 @@ class Session:
             session_id, config, self.limits, model_id, multilingual, resume, signer, now
         )
         self._c.set_turns(self._turns)
+        self._jobs = Jobs(self._c, self.limits, self.reply_channel, self.inference)
         self._transition(State.CONFIGURED)
         ack = ConfigAck(
             config.effective(model_id),
@@ -219,18 +216,9 @@ class Session:
             if c.span is not None:
                 self.inference.cancel()
                 c.span = None
-            self._apply_clear()
+            c.apply_clear()
         self._schedule(out, now)
         return out
-
-    def _apply_clear(self) -> None:
-        c = self.configured
-        if c.clear_at_ms is None:
-            return
-        self._release(c.clear_at_ms)
-        c.flushed_until_ms = max(c.flushed_until_ms, c.clear_at_ms)
-        c.clear_at_ms = None
-        c.new_policy()
 
     def feed_audio(self, data: bytes, now: float = 0.0) -> Outputs:
         """Called for every binary frame; refuses (never drops) audio beyond the bounds."""
@@ -271,7 +259,8 @@ class Session:
         self._turn_events(out)
         self._backpressure(out)
         self._schedule(out, now)
-        self._schedule_interim(out, now)
+        if self.state is State.CONFIGURED:
+            self.jobs.schedule_interim(out, now)
         return out
 
     def _turn_events(self, out: Outputs) -> None:
@@ -309,7 +298,10 @@ class Session:
         """A worker finished (or failed) a window or an interim pass; stale and duplicate
         results are ignored."""
         if self._c is not None and self._c.interim.is_interim(message.window_index):
-            return self._interim_result(message)
+            out = Outputs()
+            if self.jobs.interim_result(message, out, live=self.state is State.CONFIGURED):
+                self._end_at_cap(out)
+            return out
         return self._outcome(self.inference.on_result(message, now), now)
 
     def tick(self, now: float, workers: WorkerView | None = None) -> Outputs:
@@ -339,7 +331,8 @@ class Session:
             out.jobs.append(outcome.job)
             out.resends += 1
         elif isinstance(outcome, GiveUp):
-            self._checkpoint(out)  # what to resume from, should the store have missed it
+            # What to resume from, should the store have missed it.
+            out.events.append(self.configured.checkpoint_event())
             out.events += self.fail(
                 ClientError(
                     ErrorCode.SERVICE_UNAVAILABLE,
@@ -351,242 +344,26 @@ class Session:
             ).events
         elif isinstance(outcome, Delivered):
             out.latency_s = outcome.latency_s
-            self._delivered(outcome.result, outcome.job, out, now)
-        return out
-
-    def _delivered(self, result: JobResult, job: TranscribeJob, out: Outputs, now: float) -> None:
-        c = self.configured
-        span, c.span = c.span, None
-        assert span is not None
-        c.interim.window_done(span.end_ms)
-        c.language.observe(result.language, result.language_probability)
-        shifted = [seg.shifted(span.start_ms) for seg in result.segments]
-        words = [w for seg in shifted for w in seg.words]
-        if job.prompt and self._skipped_speech(span, words):
-            # Conditioned on the prompt, Whisper sometimes skips the first sentence of a
-            # window and transcribes only its end: hear the window again without context.
-            self._submit(replace(job, prompt=""), span, out, now)
-            return
-        words_before = len(c.transcript.words)
-        decision = c.policy.on_result(span, words, c.transcript)
-        if len(c.transcript.text.encode()) > self.limits.max_transcript_bytes:
-            self._transcript_full(words_before, out)
-            return
-        for seg in shifted:
-            if seg.text.strip():
-                out.events.append(
-                    Hypothesis(seg.start_ms, seg.end_ms - seg.start_ms, seg.text.strip(), seg.words)
-                )
-        if decision.interim:
-            out.events.append(_hypothesis(decision.interim))
-        if decision.committed:
-            if c.flushes:
-                c.flush_words += decision.committed  # sent with the Flushed event
-            else:
-                out.events.append(self._phrase(decision.committed))
-        release_ms = decision.release_ms
-        if span.final and c.flushes:
-            release_ms = self._flush_resume_ms(span, release_ms)
-        self._release(release_ms)
-        self._checkpoint(out)
-        self._backpressure(out)
-        self._schedule(out, now)
-
-    def _flush_resume_ms(self, span: Span, release_ms: int) -> int:
-        """Where the audio after a flush's last span is heard from. A flush asked for in the
-        middle of speech cuts a word: Whisper drops it (or stretches the word before it to
-        the cut), and the next span, starting at the cut, hears only its end. So when the
-        cut lies in speech, the next span starts before the last committed word, which the
-        merge aligns on and drops (``policy/base.py``'s anchor word)."""
-        c = self.configured
-        cut_in_speech = self.buffer.has_speech(span.end_ms - FLUSH_CUT_PROBE_MS, span.end_ms)
-        if not cut_in_speech:
-            return release_ms
-        words = c.transcript.recent_words(span.start_ms)
-        start = words[-1].start_ms - ANCHOR_MARGIN_MS if words else span.start_ms
-        c.rewound = True
-        return max(span.start_ms, min(start, span.end_ms))
-
-    def _transcript_full(self, words_before: int, out: Outputs) -> None:
-        """The window would take the transcript past its cap: it is not committed, the client
-        is told, and the session ends with the transcript so far (a hard cap)."""
-        c = self.configured
-        old = c.transcript
-        c.transcript = Transcript(
-            old.words[:words_before], prefix=old.prefix, prefix_end_ms=old.prefix_end_ms
-        )
-        out.events.append(
-            Error(
-                ErrorCode.RATE_LIMITED,
-                f"Transcript limit reached ({self.limits.max_transcript_bytes} bytes): the "
-                "session ends here; start a new session to go on",
-            )
-        )
-        if self.state is State.CONFIGURED:
-            self._transition(State.ENDING)
-        self._finish(out)
-
-    # --- internals ---
-
-    def _skipped_speech(self, span: Span, words: Sequence[Word]) -> bool:
-        """True when the speech gate heard speech that Whisper, conditioned on the prompt,
-        skipped: no word at all (a prompt-induced loop the filters dropped), or speech well
-        before the first returned word."""
-        spans = self.buffer.speech_spans(span.start_ms, span.end_ms)
-        if not spans:
-            return False
-        if not words:
-            return True
-        return words[0].start_ms - spans[0][0] > SKIPPED_SPEECH_MS
-
-    def _prompt(self, span: Span) -> str:
-        """Whisper's prompt for ``span``: the committed tail heard before it, if enabled."""
-        if not self.limits.prompt:
-            return ""
-        return self.transcript.tail_prompt(before_ms=span.start_ms)
-
-    def _submit(self, job: TranscribeJob, span: Span, out: Outputs, now: float) -> None:
-        c = self.configured
-        job = replace(job, window_index=c.next_window_index)
-        c.next_window_index += 1
-        c.span = span
-        c.interim.window_sent(span.end_ms)
-        out.jobs.append(self.inference.send(job, now))
-
-    def _schedule_interim(self, out: Outputs, now: float) -> None:
-        """An interim pass (``interim.py``) while the session waits for its next window:
-        lowest priority, the encoder context of the audio present. Greedy where it is only a
-        caption; with the session's beam at windows under 4 s, where passes also commit."""
-        c = self.configured
-        if self.state is not State.CONFIGURED or c.span is not None or c.flushes:
-            return
-        due = c.interim.due(self.buffer, now)
-        if due is None:
-            return
-        samples = self.buffer.window(*due)
-        commits = c.config.window_duration_ms < SHORT_WINDOW_MS
-        job = self._job(
-            samples,
-            beam_size=self.limits.beam_size if commits else 1,
-            audio_ctx=audio_ctx_for(len(samples) / SAMPLE_RATE_HZ, c.multilingual),
-            priority="interim",
-        )
-        c.interim.sent(c.next_window_index, *due, now)
-        c.next_window_index += 1
-        out.jobs.append(job)
-
-    def _interim_result(self, result: JobResult) -> Outputs:
-        """The words of an interim pass after the committed transcript, as a pending
-        ``speech.hypothesis``; nothing is committed. A stale or failed pass shows nothing."""
-        c = self.configured
-        interim = c.interim.take(result.window_index)
-        out = Outputs()
-        if interim is None or not result.ok or self.state is not State.CONFIGURED:
-            return out
-        span = Span(interim.start_ms, interim.end_ms, final=False, interim_only=True)
-        words = [w for seg in result.segments for w in seg.shifted(span.start_ms).words]
-        # A window in flight or a pending flush commits the same audio: the pass only shows.
-        commit = c.span is None and not c.flushes
-        words_before = len(c.transcript.words)
-        decision = c.policy.on_interim(span, words, c.transcript, commit=commit)
-        if len(c.transcript.text.encode()) > self.limits.max_transcript_bytes:
-            self._transcript_full(words_before, out)
-            return out
-        if decision.committed:
-            out.events.append(self._phrase(decision.committed))
-        if decision.interim:
-            out.events.append(_hypothesis(decision.interim))
-        if decision.committed:
-            self._checkpoint(out)
+            delivery = self.jobs.deliver(outcome.result, outcome.job, out, now)
+            if delivery == "full":
+                self._end_at_cap(out)
+            elif delivery == "heard":
+                self._backpressure(out)
+                self._schedule(out, now)
         return out
 
     def _schedule(self, out: Outputs, now: float) -> None:
         """Start the next span if none is in flight; finish the session when all is done."""
-        c = self.configured
-        while c.span is None and self.state in (State.CONFIGURED, State.ENDING):
-            if c.flushes:
-                # A flush sees the buffer as it was when it was asked for, to its end.
-                view = BufferUpTo(self.buffer, c.flushes[0].end_ms)
-                span = c.policy.next_span(view, final=True)
-                if span is None:
-                    self._flushed(out)
-                    continue
-            else:
-                final = self.state is State.ENDING
-                span = c.policy.next_span(self.buffer, final=final, eager=c.slowed_down)
-                if span is None:
-                    if final:
-                        self._finish(out)
-                    return
-            if not self.buffer.has_speech(span.start_ms, span.end_ms):
-                decision = c.policy.on_skipped(span)
-                out.windows_skipped += 1
-                self._release(decision.release_ms)
-                self._checkpoint(out)
-                continue
-            samples = self.buffer.window(span.start_ms, span.end_ms)
-            seconds = len(samples) / SAMPLE_RATE_HZ
-            # Multilingual models keep the padded 30 s context for windows: with a reduced one
-            # base lost words in German (tests/e2e/test_languages.py) and English (7.92 % against
-            # tiny.en's 5.70 %, docs/CAPACITY.md).
-            auto = self.limits.audio_ctx_auto and not c.multilingual
-            job = self._job(
-                samples,
-                prompt=self._prompt(span),
-                beam_size=self.limits.beam_size,
-                audio_ctx=audio_ctx_for(seconds, c.multilingual) if auto else 0,
-            )
-            self._submit(job, span, out, now)
-
-    def _job(
-        self,
-        samples: np.ndarray,
-        *,
-        beam_size: int,
-        audio_ctx: int,
-        prompt: str = "",
-        priority: Priority = "live",
-    ) -> TranscribeJob:
-        """The session's next job (a window or an interim pass) over ``samples``."""
-        c = self.configured
-        return TranscribeJob(
-            reply_channel=self.reply_channel,
-            session_id=c.session_id,
-            window_index=c.next_window_index,
-            samples=samples,
-            language=c.language.request,
-            translate=c.config.task == TRANSLATE,
-            prompt=prompt,
-            beam_size=beam_size,
-            n_threads=self.limits.n_threads,
-            audio_ctx=audio_ctx,
-            priority=priority,
-            model_id=c.model_id,
-        )
-
-    def _flushed(self, out: Outputs) -> None:
-        """The oldest pending flush is complete: its event, then a clear that waited for it."""
-        c = self.configured
-        flush = c.flushes.popleft()
-        words, c.flush_words = tuple(c.flush_words), []
-        start = c.flushed_until_ms
-        c.flushed_until_ms = max(start, flush.end_ms)
-        out.events.append(
-            Flushed(start, flush.end_ms, words, flush.reason, confidence=confidence(words))
-        )
-        if c.rewound:
-            # The policy thinks the flushed span was heard to its end: start it afresh at
-            # the buffer's start (see _flush_resume_ms).
-            c.rewound = False
-            c.new_policy()
-        if not c.flushes:
-            self._apply_clear()
+        if self.state not in (State.CONFIGURED, State.ENDING):
+            return
+        if self.jobs.schedule(out, now, ending=self.state is State.ENDING):
+            self._finish(out)
 
     def _finish(self, out: Outputs) -> None:
         transcript = self.transcript
         out.events.append(
             replace(
-                self._phrase(()),
+                self.configured.phrase(()),
                 offset_ms=0,
                 duration_ms=self.buffer.end_ms,
                 text=transcript.text,
@@ -594,12 +371,16 @@ class Session:
                 confidence=confidence(transcript.words),
             )
         )
-        self._checkpoint(out)
+        out.events.append(self.configured.checkpoint_event())
         out.events.append(Close(CloseCode.NORMAL))
         self._transition(State.ENDED)
 
-    def _release(self, release_ms: int) -> None:
-        self.buffer.release(min(release_ms, self.buffer.end_ms))
+    def _end_at_cap(self, out: Outputs) -> None:
+        """The transcript reached its cap (``Jobs`` told the client): the session ends with
+        the transcript so far."""
+        if self.state is State.CONFIGURED:
+            self._transition(State.ENDING)
+        self._finish(out)
 
     def _backpressure(self, out: Outputs) -> None:
         c = self.configured
@@ -613,43 +394,4 @@ class Session:
 
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint payload (seed fields plus the word tail); unsigned."""
-        c = self.configured
-        tail = c.transcript.words[-CHECKPOINT_TAIL_WORDS:]
-        return {
-            "session_id": c.session_id,
-            "last_audio_ms": self.last_audio_ms,
-            "last_text_offset": len(c.transcript.text),
-            "full_transcript": c.transcript.text,
-            "buffer_config": {
-                "window_duration_ms": c.config.window_duration_ms,
-                "overlap_duration_ms": c.config.overlap_duration_ms,
-            },
-            "backend_model_id": c.model_id,
-            "words": Transcript(list(tail)).to_json()["words"] if tail else [],
-            **c.language.fields(c.language.locked),
-        }
-
-    def _phrase(self, words: Sequence[Word]) -> Phrase:
-        """A ``Success`` phrase of ``words``, with the session's language."""
-        start, end = (words[0].start_ms, words[-1].end_ms) if words else (0, 0)
-        text = " ".join(w.text for w in words)
-        fields = self.configured.language.fields(self.configured.language.current)
-        probability = fields.get("language_probability")
-        return Phrase(
-            start,
-            end - start,
-            text,
-            tuple(words),
-            "Success",
-            confidence(words),
-            language=str(fields["language"]) if "language" in fields else None,
-            language_probability=float(probability) if probability is not None else None,
-        )
-
-    def _checkpoint(self, out: Outputs) -> None:
-        out.events.append(Checkpoint(self.configured.signer(self.checkpoint())))
-
-
-def _hypothesis(words: Sequence[Word]) -> Hypothesis:
-    start, end = words[0].start_ms, words[-1].end_ms
-    return Hypothesis(start, end - start, join_words(words), tuple(words), pending=True)
+        return self.configured.checkpoint()

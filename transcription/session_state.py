@@ -1,5 +1,6 @@
 """What a session holds: its states, its outputs, and the parts that exist once it is
-configured (the audio path, the streaming policy, turn detection). ``session.py`` drives them.
+configured (the audio path, the streaming policy, turn detection, the phrase and checkpoint
+built from them). ``session.py`` drives them; ``session_jobs.py`` builds their inference jobs.
 
 Normative: ``docs/PROTOCOL.md`` "Session state machine", "Flow control and limits".
 """
@@ -8,8 +9,7 @@ from __future__ import annotations
 
 import collections
 import enum
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,10 +19,7 @@ from transcription.audio.buffer import MIN_PAUSE_MS, MIN_SPEECH_MS, AudioBuffer
 from transcription.audio.pipeline import AudioPipeline
 from transcription.audio.turns import TurnDetector
 from transcription.audio.vad import make_vad
-from transcription.events import (
-    Event,
-    FlushReason,
-)
+from transcription.events import Checkpoint, Event, FlushReason, Phrase, confidence
 from transcription.inference.messages import TranscribeJob
 from transcription.inference.types import Word
 from transcription.interim import InterimPasses, step_ms
@@ -36,17 +33,6 @@ from transcription.transcript import Transcript
 BACKPRESSURE_SLOW_DOWN_RATIO = 0.8
 BACKPRESSURE_OK_RATIO = 0.5
 CHECKPOINT_TAIL_WORDS = 64  # words kept in a checkpoint for the merge after a resume
-SKIPPED_SPEECH_MS = 1200  # speech this long before the first returned word was skipped
-# A reduced encoder context (``WSS_AUDIO_CTX=auto``) holds the audio, at least AUDIO_CTX_MIN_S
-# (shorter contexts make Whisper drop the words of short windows), plus some of the silence
-# whisper.cpp pads with. English-only models need 5 s of it: with 1.3 s tiny.en often did not see
-# the audio end and decoded a window's text twice, squeezed into its last moments. Multilingual
-# ones keep 1.3 s: given 5 s base invented sentences in the silence (docs/CAPACITY.md).
-AUDIO_CTX_MIN_S = 5.0
-AUDIO_CTX_PAD_S = {False: 5.0, True: 1.28}  # by multilingual
-
-# A flush whose last 200 ms hold speech was asked for mid-word (see _flush_resume_ms).
-FLUSH_CUT_PROBE_MS = 200
 
 
 class State(enum.Enum):
@@ -161,13 +147,6 @@ def fit_to_buffer(config: SpeechConfig, buffer_ms: int) -> SpeechConfig:
     return replace(config, window_duration_ms=window_ms, overlap_duration_ms=overlap_ms)
 
 
-def audio_ctx_for(seconds: float, multilingual: bool) -> int:
-    """whisper.cpp encoder frames (50 per second, 1500 = 30 s) for ``seconds`` of audio heard
-    by an English-only or a ``multilingual`` model."""
-    padded = max(seconds, AUDIO_CTX_MIN_S) + AUDIO_CTX_PAD_S[multilingual]
-    return min(1500, int(math.ceil(padded * 50)))
-
-
 class Configured:
     """What exists only once ``speech.config`` is accepted (the audio path and the merge)."""
 
@@ -206,7 +185,9 @@ class Configured:
         )
         self.allowance = AudioAllowance(limits.max_audio_speed, limits.audio_burst_ms, now)
         self.span: Span | None = None  # the span of the job in flight
-        self.interim = InterimPasses(step_ms(limits.interim_ms, config.window_duration_ms))
+        self.interim = InterimPasses(
+            step_ms(limits.interim_ms, short_window=self.policy.short_window)
+        )
         self.next_window_index = 0
         self.slowed_down = False
         self.turns: TurnDetector | None = None
@@ -215,7 +196,7 @@ class Configured:
         self.flush_words: list[Word] = []  # committed while a flush is pending
         self.flushed_until_ms = self.timeline_start_ms
         self.clear_at_ms: int | None = None  # a clear waiting for the pending flushes
-        self.rewound = False  # the last flush span's end is heard again (_flush_resume_ms)
+        self.rewound = False  # the last flush span's end is heard again (flush_resume_ms)
         self.limits = limits
 
     def set_turns(self, turns: TurnOptions | None) -> None:
@@ -244,4 +225,55 @@ class Configured:
             self.config.overlap_duration_ms,
             self.limits.audio_buffer_ms,
             interim_spans=self.limits.interim_ms <= 0,
+        )
+
+    def release(self, release_ms: int) -> None:
+        """Audio before ``release_ms`` is reflected in the transcript: free it."""
+        self.pipeline.buffer.release(min(release_ms, self.pipeline.buffer.end_ms))
+
+    def apply_clear(self) -> None:
+        """Drop the audio a clear asked for, once no pending flush needs it."""
+        if self.clear_at_ms is None:
+            return
+        self.release(self.clear_at_ms)
+        self.flushed_until_ms = max(self.flushed_until_ms, self.clear_at_ms)
+        self.clear_at_ms = None
+        self.new_policy()
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The checkpoint payload (seed fields plus the word tail); unsigned."""
+        tail = self.transcript.words[-CHECKPOINT_TAIL_WORDS:]
+        return {
+            "session_id": self.session_id,
+            "last_audio_ms": self.pipeline.buffer.start_ms,
+            "last_text_offset": len(self.transcript.text),
+            "full_transcript": self.transcript.text,
+            "buffer_config": {
+                "window_duration_ms": self.config.window_duration_ms,
+                "overlap_duration_ms": self.config.overlap_duration_ms,
+            },
+            "backend_model_id": self.model_id,
+            "words": Transcript(list(tail)).to_json()["words"] if tail else [],
+            **self.language.fields(self.language.locked),
+        }
+
+    def checkpoint_event(self) -> Checkpoint:
+        """The signed checkpoint of the session as it is now."""
+        return Checkpoint(self.signer(self.checkpoint()))
+
+    def phrase(self, words: Sequence[Word]) -> Phrase:
+        """A ``Success`` phrase of ``words``, with the session's language."""
+        start, end = (words[0].start_ms, words[-1].end_ms) if words else (0, 0)
+        text = " ".join(w.text for w in words)
+        fields = self.language.fields(self.language.current)
+        probability = fields.get("language_probability")
+        return Phrase(
+            start,
+            end - start,
+            text,
+            tuple(words),
+            "Success",
+            confidence(words),
+            language=str(fields["language"]) if "language" in fields else None,
+            language_probability=float(probability) if probability is not None else None,
         )

@@ -1,4 +1,4 @@
-"""The reduced encoder context of ``WSS_AUDIO_CTX=auto`` (``session_state.audio_ctx_for``):
+"""The reduced encoder context of ``WSS_AUDIO_CTX=auto`` (``session_jobs.audio_ctx_for``):
 the audio, at least 5 s of it, plus the padding silence its kind of model needs; 50 frames per
 second, never beyond whisper.cpp's 30 s (1500 frames)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from transcription.session_state import audio_ctx_for
+from transcription.session_jobs import audio_ctx_for
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from transcription.inference.messages import JobResult, TranscribeJob
 from transcription.inference.types import Segment, Word
 from transcription.interim import SHORT_WINDOW_STEP_MS, InterimPasses, LiveLoad, step_ms
 from transcription.limits import SessionLimits
+from transcription.policy import POLICY_NAMES, PolicyName, make_policy
 from transcription.policy.windowed import WindowedPolicy
 from transcription.protocol import SpeechConfig
 from transcription.session import Session
@@ -187,9 +188,14 @@ def test_at_short_windows_what_two_interim_passes_agree_on_is_a_phrase() -> None
 def test_interim_passes_are_more_frequent_at_short_windows() -> None:
     """At windows under 4 s the passes also commit, so they run every ``SHORT_WINDOW_STEP_MS``
     (at most ``WSS_INTERIM_MS``; 0 keeps them off); longer windows keep ``WSS_INTERIM_MS``."""
-    assert step_ms(1000, 2000) == SHORT_WINDOW_STEP_MS < 1000
-    assert step_ms(500, 2000) == 500 and step_ms(0, 2000) == 0
-    assert step_ms(1000, 4000) == step_ms(1000, 5000) == 1000
+    for name in POLICY_NAMES:
+
+        def step(interim_ms: int, window_ms: int, name: PolicyName = name) -> int:
+            return step_ms(interim_ms, short_window=make_policy(name, window_ms, 0).short_window)
+
+        assert step(1000, 2000) == SHORT_WINDOW_STEP_MS < 1000
+        assert step(500, 2000) == 500 and step(0, 2000) == 0
+        assert step(1000, 4000) == step(1000, 5000) == 1000
     assert [j.audio_s for j in frames(live(window_ms=2000), 1000, pause_s=0.1)] == [0.8]
 
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from transcription.inference.types import Word
 from transcription.policy import make_policy
-from transcription.policy.base import Decision, Span, StreamingPolicy
+from transcription.policy.base import SHORT_WINDOW_MS, Decision, Span, StreamingPolicy
 from transcription.policy.local_agreement import LocalAgreementPolicy
-from transcription.policy.windowed import SHORT_MAX_SPAN_MS, SHORT_WINDOW_MS, WindowedPolicy
+from transcription.policy.windowed import SHORT_MAX_SPAN_MS, WindowedPolicy
 from transcription.transcript import Transcript, normalize
 
 VOCABULARY = sorted(

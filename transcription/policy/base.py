@@ -30,6 +30,8 @@ SILENT_TAIL_MS = 2 * TIME_TOLERANCE_MS + 100
 # under the speech gate's minimum.
 SKIP_TAIL_MS = 300
 WORD_ECHO_MS = 1000  # a join word heard again this soon after the committed one is the same word
+# Windows shorter than this hear too little to be cut mid-speech (``StreamingPolicy.short_window``).
+SHORT_WINDOW_MS = 4000
 
 
 class AudioBuffer(Protocol):
@@ -81,6 +83,12 @@ class Decision:
 
 class StreamingPolicy(Protocol):
     """Chooses spans and commits words; one instance per session."""
+
+    # True at windows under SHORT_WINDOW_MS, the one place that decides it: the windowed policy
+    # then commits at pauses and from the session's interim passes (``on_interim``), so the
+    # session runs those passes at a shorter step (``interim.step_ms``) and with its beam
+    # (``session_jobs.interim_settings``).
+    short_window: bool
 
     def next_span(self, buffer: AudioBuffer, *, final: bool, eager: bool = False) -> Span | None:
         """Called when no inference is in flight and after new audio arrives: the span to

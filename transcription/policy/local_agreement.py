@@ -21,6 +21,7 @@ from transcription.inference.types import Word
 from transcription.policy.base import (
     ANCHOR_MARGIN_MS,
     DEFAULT_EDGE_GUARD_MS,
+    SHORT_WINDOW_MS,
     SILENT_TAIL_MS,
     SKIP_TAIL_MS,
     AudioBuffer,
@@ -53,6 +54,9 @@ class LocalAgreementPolicy:
         self.min_chunk_ms = min_chunk_ms
         self.max_buffer_ms = max_buffer_ms
         self.edge_guard_ms = min(edge_guard_ms, max_buffer_ms // 4)
+        # Its buffer is the session's window. It commits nothing from interim passes, but a
+        # short window keeps the pass step and beam it always had (``StreamingPolicy``).
+        self.short_window = max_buffer_ms < SHORT_WINDOW_MS
         self._start_ms: int | None = None
         self._heard_until_ms: int | None = None
         self._hypothesis: list[Word] = []

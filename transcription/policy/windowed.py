@@ -27,6 +27,7 @@ from transcription.inference.types import Word
 from transcription.policy.base import (
     ANCHOR_MARGIN_MS,
     DEFAULT_EDGE_GUARD_MS,
+    SHORT_WINDOW_MS,
     SILENT_TAIL_MS,
     SKIP_TAIL_MS,
     AudioBuffer,
@@ -40,7 +41,6 @@ from transcription.policy.local_agreement import agreed_length
 from transcription.transcript import TIME_TOLERANCE_MS, Transcript, drop_annotations, normalize
 
 DEFAULT_MIN_PAUSE_MS = 150
-SHORT_WINDOW_MS = 4000  # below this, windows commit at pauses (see WindowedPolicy._short_span)
 SHORT_MAX_SPAN_MS = 8000  # a short-window utterance longer than this is cut without a pause
 MIN_UTTERANCE_MS = 300  # a pause this close to the start ends nothing worth a window
 
@@ -73,7 +73,7 @@ class WindowedPolicy:
         # pause rather than cut a word (only continuous speech pays that latency).
         self.pause_wait_ms = window_ms // 4 if pause_wait_ms is None else pause_wait_ms
         self._start_ms: int | None = None
-        self.short = window_ms < short_window_ms  # commit at pauses (see _short_span)
+        self.short_window = window_ms < short_window_ms  # commit at pauses (see _short_span)
         # The longest utterance a short window holds before cutting without a pause; capped
         # by the caller at what the session's audio buffer can hold, or continuous speech
         # would fill the buffer before any cut and stall the session.
@@ -107,7 +107,7 @@ class WindowedPolicy:
         available = buffer.end_ms - start
         if available <= 0 or (available < self.window_ms and not final):
             return None
-        if self.short:
+        if self.short_window:
             return self._short_span(buffer, start, final=final)
         if final and available <= self.window_ms:
             return Span(start, buffer.end_ms, final=True)
@@ -183,7 +183,7 @@ class WindowedPolicy:
         them at the last committed word, as after a cut window, lost words: see
         docs/STREAMING.md). Longer windows only show the words."""
         start = span.start_ms if self._start_ms is None else self._start_ms
-        if not (self.short and commit and span.start_ms == start):
+        if not (self.short_window and commit and span.start_ms == start):
             return Decision([], unheard(span, words, transcript), start)
         fresh = self._after_passes(span, words, transcript)
         agreed = agreed_length(self._interim, fresh, span.end_ms - self._last_end_ms)

@@ -9,7 +9,7 @@ from tests.transcription.inference.conftest import normalise
 from transcription.inference.base import Backend
 from transcription.inference.types import InferenceRequest
 from transcription.inference.whisper_pwc import PyWhisperCppBackend
-from transcription.session_state import audio_ctx_for
+from transcription.session_jobs import audio_ctx_for
 
 pytestmark = pytest.mark.slow
 
