@@ -196,7 +196,7 @@ class Configured:
         self.flush_words: list[Word] = []  # committed while a flush is pending
         self.flushed_until_ms = self.timeline_start_ms
         self.clear_at_ms: int | None = None  # a clear waiting for the pending flushes
-        self.rewound = False  # the last flush span's end is heard again (flush_resume_ms)
+        self.rewound = False  # the last flush span's end is heard again (session_jobs)
         self.limits = limits
 
     def set_turns(self, turns: TurnOptions | None) -> None:
