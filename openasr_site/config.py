@@ -457,6 +457,15 @@ SETTINGS: tuple[Setting[Any], ...] = (
         "Whisper was trained on",
     ),
     Setting(
+        "WSS_DTW_TIMESTAMPS",
+        "dtw_timestamps",
+        _bool,
+        "false",
+        ("inference", "dtw_timestamps"),
+        "true: word times from whisper.cpp's DTW token timestamps (alignment heads of the model; "
+        "turns flash attention off); false: from its token timestamps t0/t1",
+    ),
+    Setting(
         "WSS_PROMPT",
         "prompt",
         _choice(Prompt),
@@ -635,6 +644,7 @@ class ServerConfig:
     worker_concurrency: int
     admission_headroom: float
     audio_ctx: AudioCtx
+    dtw_timestamps: bool
     prompt: Prompt
     interim_ms: int
     inference_timeout_s: float

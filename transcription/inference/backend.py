@@ -27,8 +27,10 @@ def load_backend(
     *,
     concurrency: int,
     n_threads: int,
+    dtw: bool = False,
 ) -> Backend:
-    """Load a backend (blocking, seconds). ``n_threads`` caps the threads of one inference.
+    """Load a backend (blocking, seconds). ``n_threads`` caps the threads of one inference;
+    ``dtw`` times words by whisper.cpp's DTW token timestamps (``words.py``).
 
     ``shared`` falls back to ``pywhispercpp`` with a warning when the ctypes binding does not
     match the installed libwhisper (its layout self-check or symbol lookup fails).
@@ -42,7 +44,7 @@ def load_backend(
     path = check_model_file(model_path)
     if kind == "shared":
         try:
-            return SharedWhisperBackend(path, concurrency=concurrency, n_threads=n_threads)
+            return SharedWhisperBackend(path, concurrency=concurrency, n_threads=n_threads, dtw=dtw)
         except BindingError:
             log.warning(
                 "shared whisper backend unavailable; falling back to pywhispercpp "
@@ -51,5 +53,5 @@ def load_backend(
             )
             kind = "pywhispercpp"
     if kind == "pywhispercpp":
-        return PyWhisperCppBackend(path, concurrency=concurrency, n_threads=n_threads)
+        return PyWhisperCppBackend(path, concurrency=concurrency, n_threads=n_threads, dtw=dtw)
     raise ValueError(f"backend must be one of shared, pywhispercpp, fake; got {kind!r}")

@@ -4,6 +4,7 @@ picks one."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -119,6 +120,41 @@ def model_name_from_path(path: Path) -> str:
     if name.startswith("ggml-"):
         name = name[len("ggml-") :]
     return name.removesuffix(".bin")
+
+
+# whisper.h v1.8.5 ``enum whisper_alignment_heads_preset``: the cross-attention heads that
+# follow the audio, which DTW token timestamps align tokens with (whisper.cpp #1485).
+DTW_AHEADS_PRESETS = {
+    "tiny.en": 3,
+    "tiny": 4,
+    "base.en": 5,
+    "base": 6,
+    "small.en": 7,
+    "small": 8,
+    "medium.en": 9,
+    "medium": 10,
+    "large-v1": 11,
+    "large-v2": 12,
+    "large-v3": 13,
+    "large-v3-turbo": 14,
+}
+
+
+def dtw_context_params(model_name: str) -> dict[str, Any]:
+    """The ``whisper_context_params`` fields that turn on DTW token timestamps (``t_dtw``) for
+    ``model_name`` (``tiny.en``, ``base-q8_0`` ...); ValueError for a model without a preset.
+
+    whisper.cpp ignores DTW while flash attention is on (DTW reads the attention weights that
+    flash attention never materialises), so it is turned off here.
+    """
+    architecture = re.sub(r"-(q\d\w*|f16|f32)$", "", model_name)
+    preset = DTW_AHEADS_PRESETS.get(architecture)
+    if preset is None:
+        raise ValueError(
+            f"WSS_DTW_TIMESTAMPS: no alignment-head preset for model {model_name!r} "
+            f"(known: {', '.join(DTW_AHEADS_PRESETS)})"
+        )
+    return {"flash_attn": False, "dtw_token_timestamps": True, "dtw_aheads_preset": preset}
 
 
 # The prompt is the committed tail: 64 tokens of context are plenty, and a long prompt both

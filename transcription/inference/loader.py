@@ -98,14 +98,16 @@ def _load(model: ModelInfo) -> Backend:
             model.path,
             concurrency=cfg.worker_concurrency,
             n_threads=cfg.effective_threads,
+            dtw=cfg.dtw_timestamps,
         )
     log.info(
-        "model %s loaded in %.2f s (backend=%s, concurrency=%d, threads=%d)",
+        "model %s loaded in %.2f s (backend=%s, concurrency=%d, threads=%d, dtw=%s)",
         model.model_id,
         time.monotonic() - started,
         cfg.backend,
         cfg.worker_concurrency,
         cfg.effective_threads,
+        cfg.dtw_timestamps,
     )
     return backend
 

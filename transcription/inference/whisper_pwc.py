@@ -11,7 +11,7 @@ import queue
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from transcription.inference.base import (
     check_model_file,
     common_params,
     detected,
+    dtw_context_params,
     effective_threads,
     model_name_from_path,
     primer_request,
@@ -32,11 +33,14 @@ from transcription.inference.types import InferenceRequest, Segment
 from transcription.inference.words import RawToken, read_segments
 from transcription.languages import Detected
 
+if TYPE_CHECKING:
+    from pywhispercpp.model import ContextParams
+
 
 class _Slot:
     """One pywhispercpp Model with its own greedy and beam-search params objects."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, dtw: bool) -> None:
         import _pywhispercpp as pw
         from pywhispercpp.model import Model
 
@@ -44,7 +48,10 @@ class _Slot:
         # gives a NULL context; check_model_file has ruled out both before we get here.
         # Logs are left on stderr: pywhispercpp's redirect swaps fd 2 for the whole process,
         # which would swallow other threads' output while a model loads.
-        self.model = Model(str(model_path), context_params={"use_gpu": False})
+        context_params: dict[str, Any] = {"use_gpu": False}
+        if dtw:
+            context_params |= dtw_context_params(model_name_from_path(model_path))
+        self.model = Model(str(model_path), context_params=cast("ContextParams", context_params))
         self.ctx = self.model._ctx  # type: ignore[attr-defined]
         strategies = pw.whisper_sampling_strategy
         # Params persist on whatever object holds them, so each slot owns one per strategy and
@@ -79,7 +86,14 @@ class _ContextReader:
         # whisper_full_get_token_text returns str and fails on partial UTF-8 tokens; the bytes
         # variant does not decode.
         text = self._pw.whisper_token_to_bytes(self._ctx, data.id)
-        return RawToken(id=int(data.id), text=text, t0=int(data.t0), t1=int(data.t1), p=data.p)
+        return RawToken(
+            id=int(data.id),
+            text=text,
+            t0=int(data.t0),
+            t1=int(data.t1),
+            p=data.p,
+            t_dtw=int(data.t_dtw),
+        )
 
     def no_speech_prob(self, i: int) -> float:
         # pywhispercpp 1.5.1 does not expose whisper_full_get_segment_no_speech_prob.
@@ -95,6 +109,7 @@ class PyWhisperCppBackend:
         *,
         concurrency: int,
         n_threads: int,
+        dtw: bool = False,
         filters: FilterConfig = DEFAULT_FILTERS,
     ) -> None:
         import _pywhispercpp as pw
@@ -105,7 +120,7 @@ class PyWhisperCppBackend:
         self.concurrency = concurrency
         self.n_threads = n_threads
         self._filters = filters
-        self._slots = [_Slot(self.model_path) for _ in range(concurrency)]
+        self._slots = [_Slot(self.model_path, dtw) for _ in range(concurrency)]
         self._free: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         for slot in self._slots:
             self._free.put(slot)

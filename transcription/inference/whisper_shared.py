@@ -47,6 +47,7 @@ from transcription.inference.base import (
     check_model_file,
     common_params,
     detected,
+    dtw_context_params,
     effective_threads,
     model_name_from_path,
     primer_request,
@@ -515,7 +516,9 @@ class _StateReader:
     def token(self, i: int, j: int) -> RawToken:
         data = self._lib.whisper_full_get_token_data_from_state(self._state, i, j)
         text = self._lib.whisper_full_get_token_text_from_state(self._ctx, self._state, i, j)
-        return RawToken(id=data.id, text=text or b"", t0=data.t0, t1=data.t1, p=float(data.p))
+        return RawToken(
+            id=data.id, text=text or b"", t0=data.t0, t1=data.t1, p=float(data.p), t_dtw=data.t_dtw
+        )
 
     def no_speech_prob(self, i: int) -> float:
         return float(self._lib.whisper_full_get_segment_no_speech_prob_from_state(self._state, i))
@@ -530,6 +533,7 @@ class SharedWhisperBackend:
         *,
         concurrency: int,
         n_threads: int,
+        dtw: bool = False,
         filters: FilterConfig = DEFAULT_FILTERS,
     ) -> None:
         self.model_path = check_model_file(model_path)
@@ -548,6 +552,9 @@ class SharedWhisperBackend:
         finally:
             lib.whisper_free_context_params(cparams_ptr)
         cparams.use_gpu = False  # CPU-only wheel; keeps the load log free of GPU probing
+        if dtw:
+            for name, value in dtw_context_params(self.model_name).items():
+                setattr(cparams, name, value)
         ctx = lib.whisper_init_from_file_with_params_no_state(os.fsencode(self.model_path), cparams)
         if not ctx:
             raise ValueError(f"whisper.cpp could not load {self.model_path}")

@@ -18,13 +18,15 @@ MS_PER_TICK = 10
 
 @dataclass(frozen=True, slots=True)
 class RawToken:
-    """One decoded token: id, raw text bytes, start/end in 10 ms ticks (-1 = unknown), p."""
+    """One decoded token: id, raw text bytes, start/end in 10 ms ticks (-1 = unknown), p, and
+    the DTW time of a text token (its start, in ticks; -1 without DTW token timestamps)."""
 
     id: int
     text: bytes
     t0: int
     t1: int
     p: float
+    t_dtw: int = -1
 
 
 class ResultReader(Protocol):
@@ -118,9 +120,15 @@ def _group_words(tokens: Sequence[RawToken]) -> list[list[RawToken]]:
 
 
 def _time_words(groups: list[list[RawToken]], seg_start: int, seg_end: int) -> list[Word]:
+    # With DTW token timestamps (WSS_DTW_TIMESTAMPS) a text token carries one time, t_dtw: when
+    # the alignment path reached it, which tracks the token's end more than its start (its
+    # author in whisper.cpp #1485; measured in docs/STREAMING.md). A word ends at the t_dtw of
+    # its last token that is not punctuation (a period often comes after the pause), and
+    # starts where the word before it ended; the first word of a segment keeps its t0.
+    dtw_ends = [_dtw_end(group) for group in groups]
     words: list[Word] = []
     cursor = seg_start
-    for group in groups:
+    for i, group in enumerate(groups):
         # Decode per word, not per token: a multi-byte character may be split across tokens.
         text = b"".join(t.text for t in group).decode("utf-8", errors="replace").strip()
         if not text:
@@ -130,6 +138,11 @@ def _time_words(groups: list[list[RawToken]], seg_start: int, seg_end: int) -> l
         ends = [t.t1 for t in group if t.t1 >= 0]
         start = starts[0] * MS_PER_TICK if starts else cursor
         end = ends[-1] * MS_PER_TICK if ends else start
+        dtw_end = dtw_ends[i]
+        if dtw_end is not None:
+            end = dtw_end * MS_PER_TICK
+            if words:
+                start = cursor
         # Token timestamps are heuristic and can overlap or run backwards; force a monotone
         # timeline inside the segment so downstream merging can compare times safely.
         start = min(max(start, cursor, seg_start), seg_end)
@@ -137,3 +150,13 @@ def _time_words(groups: list[list[RawToken]], seg_start: int, seg_end: int) -> l
         words.append(Word(text=text, start_ms=start, end_ms=end, probability=probability))
         cursor = end
     return words
+
+
+def _dtw_end(group: Sequence[RawToken]) -> int | None:
+    spoken = [t.t_dtw for t in group if t.t_dtw >= 0 and _spoken(t.text)]
+    return spoken[-1] if spoken else None
+
+
+def _spoken(text: bytes) -> bool:
+    # Bytes of a multi-byte character (>= 0x80) count as spoken: punctuation here is ASCII.
+    return any(b >= 0x80 or chr(b).isalnum() for b in text)

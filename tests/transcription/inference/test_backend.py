@@ -12,6 +12,7 @@ from transcription.inference import base, whisper_shared
 from transcription.inference.backend import load_backend
 from transcription.inference.base import (
     check_model_file,
+    dtw_context_params,
     effective_threads,
     model_name_from_path,
     run_window,
@@ -53,6 +54,20 @@ def test_model_name_comes_from_the_file_name() -> None:
     assert model_name_from_path(Path("/m/custom.bin")) == "custom"
 
 
+def test_dtw_context_params_pick_the_model_alignment_heads() -> None:
+    """DTW turns flash attention off and names whisper.h's preset of the model; quantised
+    files use their architecture's heads; a model without a preset is refused by name."""
+    assert dtw_context_params("tiny.en") == {
+        "flash_attn": False,
+        "dtw_token_timestamps": True,
+        "dtw_aheads_preset": 3,
+    }
+    assert dtw_context_params("base-q8_0")["dtw_aheads_preset"] == 6
+    assert dtw_context_params("large-v3-turbo-q5_0")["dtw_aheads_preset"] == 14
+    with pytest.raises(ValueError, match="custom"):
+        dtw_context_params("custom")
+
+
 @pytest.mark.parametrize(("asked", "budget", "used"), [(1, 2, 1), (4, 2, 2), (0, 3, 3)])
 def test_request_threads_are_capped_by_the_backend_budget(
     asked: int, budget: int, used: int
@@ -64,21 +79,22 @@ def test_request_threads_are_capped_by_the_backend_budget(
 def test_shared_falls_back_to_pywhispercpp_with_a_warning(
     ggml_file: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """When the ctypes binding fails its self-check, load_backend uses pywhispercpp."""
+    """When the ctypes binding fails its self-check, load_backend uses pywhispercpp (with the
+    DTW setting too)."""
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise whisper_shared.BindingError("whisper.h layout mismatch: test")
 
     class StubPwc:
-        def __init__(self, path: Path, *, concurrency: int, n_threads: int) -> None:
-            self.args = (path, concurrency, n_threads)
+        def __init__(self, path: Path, *, concurrency: int, n_threads: int, dtw: bool) -> None:
+            self.args = (path, concurrency, n_threads, dtw)
 
     monkeypatch.setattr(backend_mod, "SharedWhisperBackend", broken)
     monkeypatch.setattr(backend_mod, "PyWhisperCppBackend", StubPwc)
     with caplog.at_level(logging.WARNING):
-        backend = load_backend("shared", ggml_file, concurrency=2, n_threads=1)
+        backend = load_backend("shared", ggml_file, concurrency=2, n_threads=1, dtw=True)
     assert isinstance(backend, StubPwc)
-    assert backend.args == (ggml_file, 2, 1)
+    assert backend.args == (ggml_file, 2, 1, True)
     assert "falling back to pywhispercpp" in caplog.text
 
 

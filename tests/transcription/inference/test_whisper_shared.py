@@ -111,6 +111,26 @@ def test_reports_no_speech_probability(
 
 
 @pytest.mark.slow
+def test_dtw_timestamps_keep_the_words_and_move_their_times(
+    model_path: Path, shared_backend: ws.SharedWhisperBackend, speech: tuple[np.ndarray, str]
+) -> None:
+    """A backend loaded with DTW hears the same sentence; its word times come from t_dtw
+    (they differ from the t0/t1 ones) and stay monotone inside the audio."""
+    audio, text = speech
+    request = InferenceRequest(n_threads=2)
+    dtw = ws.SharedWhisperBackend(model_path, concurrency=1, n_threads=2, dtw=True)
+    try:
+        words = [w for s in dtw.transcribe(audio, request) for w in s.words]
+    finally:
+        dtw.close()
+    plain = [w for s in shared_backend.transcribe(audio, request) for w in s.words]
+    assert normalise(" ".join(w.text for w in words)) == normalise(text)
+    assert [(w.start_ms, w.end_ms) for w in words] != [(w.start_ms, w.end_ms) for w in plain]
+    ends = [w.end_ms for w in words]
+    assert ends == sorted(ends) and ends[-1] <= len(audio) * 1000 // 16000
+
+
+@pytest.mark.slow
 def test_same_words_as_pywhispercpp(
     shared_backend: ws.SharedWhisperBackend, pwc_backend: object, speech: tuple[np.ndarray, str]
 ) -> None:

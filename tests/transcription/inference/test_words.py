@@ -9,9 +9,11 @@ from transcription.inference.words import RawToken, build_segment, read_segments
 EOT = 50256
 
 
-def tok(text: str | bytes, t0: int, t1: int, p: float = 0.9, id: int = 1) -> RawToken:
+def tok(
+    text: str | bytes, t0: int, t1: int, p: float = 0.9, id: int = 1, t_dtw: int = -1
+) -> RawToken:
     data = text.encode() if isinstance(text, str) else text
-    return RawToken(id=id, text=data, t0=t0, t1=t1, p=p)
+    return RawToken(id=id, text=data, t0=t0, t1=t1, p=p, t_dtw=t_dtw)
 
 
 def special(t0: int = 0) -> RawToken:
@@ -63,6 +65,45 @@ def test_word_times_come_from_token_times_in_10ms_units() -> None:
     """Word start is its first token's t0 and end its last token's t1, times 10 ms."""
     seg = build_segment(
         [tok(" a", 10, 20), tok("b", 20, 30), tok(" c", 35, 50)],
+        start_ms=0,
+        end_ms=1000,
+        eot=EOT,
+        audio_ms=5000,
+    )
+    assert seg is not None
+    assert [(w.start_ms, w.end_ms) for w in seg.words] == [(100, 300), (350, 500)]
+
+
+def test_dtw_times_end_each_word_and_the_next_word_starts_there() -> None:
+    """With DTW token times a word ends at its last spoken token's t_dtw (punctuation's late
+    t_dtw ignored) and starts where the word before it ended; the first keeps its t0."""
+    seg = build_segment(
+        [
+            special(),
+            tok(" The", 18, 24, t_dtw=40),
+            tok(" hos", 24, 60, t_dtw=70),
+            tok("pital", 60, 87, t_dtw=95),
+            tok(",", 87, 87, t_dtw=180),
+            tok(" has", 87, 111, t_dtw=130),
+            special(111),
+        ],
+        start_ms=0,
+        end_ms=2000,
+        eot=EOT,
+        audio_ms=5000,
+    )
+    assert seg is not None
+    assert [(w.text, w.start_ms, w.end_ms) for w in seg.words] == [
+        ("The", 180, 400),
+        ("hospital,", 400, 950),
+        ("has", 950, 1300),
+    ]
+
+
+def test_a_word_without_dtw_time_keeps_its_token_times() -> None:
+    """Tokens without t_dtw (DTW off, or a word DTW skipped) fall back to t0/t1."""
+    seg = build_segment(
+        [tok(" a", 10, 20, t_dtw=30), tok(" b", 35, 50)],
         start_ms=0,
         end_ms=1000,
         eot=EOT,
