@@ -51,6 +51,9 @@ class _Slot:
         context_params: dict[str, Any] = {"use_gpu": False}
         if dtw:
             context_params |= dtw_context_params(model_name_from_path(model_path))
+            # pybind11 takes the preset as its enum type, not as the int whisper.h declares
+            preset = context_params["dtw_aheads_preset"]
+            context_params["dtw_aheads_preset"] = pw.whisper_alignment_heads_preset(preset)
         self.model = Model(str(model_path), context_params=cast("ContextParams", context_params))
         self.ctx = self.model._ctx  # type: ignore[attr-defined]
         strategies = pw.whisper_sampling_strategy

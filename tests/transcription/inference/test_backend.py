@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import _pywhispercpp as pw
 import numpy as np
 import pytest
 
@@ -11,6 +12,7 @@ from transcription.inference import backend as backend_mod
 from transcription.inference import base, whisper_shared
 from transcription.inference.backend import load_backend
 from transcription.inference.base import (
+    DTW_AHEADS_PRESETS,
     check_model_file,
     dtw_context_params,
     effective_threads,
@@ -66,6 +68,14 @@ def test_dtw_context_params_pick_the_model_alignment_heads() -> None:
     assert dtw_context_params("large-v3-turbo-q5_0")["dtw_aheads_preset"] == 14
     with pytest.raises(ValueError, match="custom"):
         dtw_context_params("custom")
+
+
+def test_dtw_presets_match_whisper_h() -> None:
+    """Each preset number is whisper.h's enum value of that model (pywhispercpp's mirror)."""
+    members = pw.whisper_alignment_heads_preset.__members__
+    for name, value in DTW_AHEADS_PRESETS.items():
+        member = "WHISPER_AHEADS_" + name.upper().replace(".", "_").replace("-", "_")
+        assert int(members[member]) == value, name
 
 
 @pytest.mark.parametrize(("asked", "budget", "used"), [(1, 2, 1), (4, 2, 2), (0, 3, 3)])
