@@ -11,8 +11,12 @@ Corpus (``corpus.py``): the real short clips and real long-form readings of ``--
 pooled (all word errors / all reference words) after Whisper's English normaliser, per set and
 over everything.
 
+``--dtw`` serves with ``WSS_DTW_TIMESTAMPS=true`` (word times from whisper.cpp's DTW token
+timestamps); ``--audio-ctx auto`` streams at the server's reduced context instead of ``full``
+(and skips the comparison).
+
 Usage: ``python benchmarks/quality.py [--quick] [--models tiny.en base] [--sets long hard]
-[--no-ctx-compare] [--name quality]``
+[--no-ctx-compare] [--dtw] [--audio-ctx full] [--name quality]``
 """
 
 from __future__ import annotations
@@ -136,11 +140,12 @@ def offline(model: str, corpus: list[Recording]) -> dict[str, Any]:
     return scored(corpus, [h for _, h in pairs])
 
 
-def _server(model: str, audio_ctx: str) -> Server:
+def _server(model: str, audio_ctx: str, dtw: bool) -> Server:
     return start_server(
         {
             "WHISPER_MODEL_PATH": str(model_path(model)),
             "WSS_AUDIO_CTX": audio_ctx,
+            "WSS_DTW_TIMESTAMPS": "true" if dtw else "false",
             "WSS_ADMISSION_HEADROOM": "0",
             "WSS_IDLE_TIMEOUT_S": "600",
             "DATABASE_URL": database_url(),
@@ -179,16 +184,23 @@ def run_model(
     compare_ctx: bool,
     windows: tuple[tuple[int, int], ...] = WINDOWS,
     paced: bool = False,
+    audio_ctx: str = "full",
+    dtw: bool = False,
 ) -> dict[str, Any]:
     progress(f"quality: {model}: offline WER over {len(corpus)} recordings")
-    result: dict[str, Any] = {"model": model, "offline": offline(model, corpus)}
-    # The default (WSS_AUDIO_CTX=full) for both window sizes and the noise clips; ``auto``
-    # (encode only the audio present) at 5 s windows for the comparison.
-    server = _server(model, "full")
+    result: dict[str, Any] = {
+        "model": model,
+        "audio_ctx": audio_ctx,
+        "dtw": dtw,
+        "offline": offline(model, corpus),
+    }
+    # WSS_AUDIO_CTX=full (unless --audio-ctx) for both window sizes and the noise clips;
+    # ``auto`` (encode only the audio present) at 5 s windows for the comparison.
+    server = _server(model, audio_ctx, dtw)
     try:
         for window in windows:
-            progress(f"quality: {model}: streaming {window[0]}/{window[1]} ms (audio_ctx full)")
-            result[f"stream_{window[0]}_{window[1]}_full"] = streaming(
+            progress(f"quality: {model}: streaming {window[0]}/{window[1]} ms ({audio_ctx})")
+            result[f"stream_{window[0]}_{window[1]}_{audio_ctx}"] = streaming(
                 server, corpus, window, result["offline"]["hypotheses"]
             )
         if paced:
@@ -206,8 +218,8 @@ def run_model(
         result["non_speech"] = emitted
     finally:
         server.stop()
-    if compare_ctx:
-        server = _server(model, "auto")
+    if compare_ctx and audio_ctx == "full":
+        server = _server(model, "auto", dtw)
         try:
             progress(f"quality: {model}: streaming 5000/500 ms (audio_ctx auto)")
             result["stream_5000_500_auto"] = streaming(
@@ -232,7 +244,7 @@ def rows_of(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "offline WER %": off["wer_pct"],
             }
             for w in WINDOWS:
-                run = r.get(f"stream_{w[0]}_{w[1]}_full")
+                run = r.get(f"stream_{w[0]}_{w[1]}_{r.get('audio_ctx', 'full')}")
                 s = None if run is None else run if name == "all" else run["sets"][name]
                 label = f"{w[0] // 1000} s"
                 row[f"{label} WER %"] = s["wer_pct"] if s else "not run"
@@ -295,6 +307,15 @@ def main() -> None:
         default=[f"{w}/{o}" for w, o in WINDOWS],
         help="window/overlap ms streamed (and used for the non-speech clips)",
     )
+    parser.add_argument(
+        "--dtw", action="store_true", help="serve with WSS_DTW_TIMESTAMPS=true (DTW word times)"
+    )
+    parser.add_argument(
+        "--audio-ctx",
+        choices=["full", "auto"],
+        default="full",
+        help="WSS_AUDIO_CTX of the streams (auto skips the full/auto comparison)",
+    )
     parser.add_argument("--name", default="quality", help="results/<name>.json")
     args = parser.parse_args()
     chosen = tuple(w for w in WINDOWS if f"{w[0]}/{w[1]}" in args.windows)
@@ -312,6 +333,8 @@ def main() -> None:
             compare_ctx=not args.no_ctx_compare,
             windows=chosen if m in short else chosen[:1],
             paced=m in args.paced_models,
+            audio_ctx=args.audio_ctx,
+            dtw=args.dtw,
         )
         for m in models
     ]

@@ -2,7 +2,8 @@
 at a time, over the quality corpus. For tuning the streaming policy quickly; the figures to
 quote come from ``quality.py`` (real daphne), which this reproduces within noise.
 
-Usage: ``python benchmarks/stream_direct.py --model base --window 5000 500 [--corpus DIR]``
+Usage: ``python benchmarks/stream_direct.py --model base --window 5000 500 [--corpus DIR]
+[--audio-ctx full|auto] [--dtw]``
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def stream(
     vad: str,
     prompt: bool = False,
     realtime: bool = False,
+    audio_ctx_auto: bool = False,
 ) -> list[str]:
     """The committed phrases of one stream, sent in 200 ms frames.
 
@@ -45,7 +47,7 @@ def stream(
     limits = SessionLimits(
         audio_buffer_ms=600_000,
         vad=vad,  # type: ignore[arg-type]
-        audio_ctx_auto=False,
+        audio_ctx_auto=audio_ctx_auto,
         prompt=prompt,
         max_audio_speed=1e9,
         inference_timeout_s=float("inf"),
@@ -106,6 +108,10 @@ def main() -> None:
     parser.add_argument("--realtime", action="store_true", help="a paced client (see stream)")
     parser.add_argument("--only", help="substring of recording names to run")
     parser.add_argument("--json", type=Path, help="write hypotheses here")
+    parser.add_argument(
+        "--audio-ctx", choices=["full", "auto"], default="full", help="as WSS_AUDIO_CTX"
+    )
+    parser.add_argument("--dtw", action="store_true", help="as WSS_DTW_TIMESTAMPS=true")
     args = parser.parse_args()
     from transcription.inference.backend import load_backend
 
@@ -113,11 +119,21 @@ def main() -> None:
     if args.only:
         corpus = [r for r in corpus if args.only in r.name]
     whole = offline(args.model, corpus)
-    backend = load_backend("shared", model_path(args.model), concurrency=1, n_threads=2)
+    backend = load_backend(
+        "shared", model_path(args.model), concurrency=1, n_threads=2, dtw=args.dtw
+    )
     t0 = time.monotonic()
     pairs, rows, phrases = [], [], []
     for rec, off in zip(corpus, whole["hypotheses"], strict=True):
-        parts = stream(backend, rec.audio, tuple(args.window), args.vad, args.prompt, args.realtime)
+        parts = stream(
+            backend,
+            rec.audio,
+            tuple(args.window),
+            args.vad,
+            args.prompt,
+            args.realtime,
+            audio_ctx_auto=args.audio_ctx == "auto",
+        )
         hyp = " ".join(parts)
         one = pooled([(rec.text, hyp)], [parts], [off])
         progress(f"{rec.name}: WER {one['wer_pct']:.2f} % ({one['errors']}/{one['ref_words']})")
