@@ -4,7 +4,7 @@ DTW reads the cross-attention weights of the alignment heads, which flash attent
 materialises, so DTW needs flash attention off. Three contexts of one model are loaded side by
 side: flash attention on (the default), off, and off with DTW; each transcribes the same real
 5 s windows, greedy, at the full 30 s context (audio_ctx 0) and at the reduced one the server
-uses for a 5 s window (``session_state.audio_ctx_for``). The variants run interleaved
+uses for a 5 s window (``session_jobs.audio_ctx_for``). The variants run interleaved
 (A B C A B C ...) so load from other jobs on the host hits them alike; run it under
 ``flock /work/coord/bench.lock`` on a shared host.
 
@@ -29,7 +29,7 @@ from corpus import SHARED_SPEECH
 from transcription.inference import whisper_shared
 from transcription.inference.types import InferenceRequest
 from transcription.inference.whisper_shared import SharedWhisperBackend
-from transcription.session_state import audio_ctx_for
+from transcription.session_jobs import audio_ctx_for
 
 WINDOW_S = 5.0
 # (file under the shared speech folder, start second): the seven short clips of 5 s or more
