@@ -221,6 +221,8 @@ def main() -> None:
         "wer_pct": total["wer_pct"],
         "offline_wer_pct": off["wer_pct"],
         "repeats": total["repeated_bigrams"],
+        "case_vs_offline": total["case_vs_offline"],
+        "sentence_ends_vs_offline": total["sentence_ends_vs_offline"],
         "lost_at_joins": total["lost_at_joins"],
         "final_avg_s": sum(delays) / max(1, len(delays)),
         "final_p95_s": pct(delays, 95),

@@ -18,6 +18,7 @@ import numpy as np
 
 from transcription.audio import SAMPLE_RATE_HZ
 from transcription.audio.buffer import AudioBuffer
+from transcription.casing import continue_sentence
 from transcription.events import Error, ErrorCode, Flushed, Hypothesis, confidence
 from transcription.inference.client import InferenceClient
 from transcription.inference.messages import JobResult, Priority, TranscribeJob
@@ -139,6 +140,8 @@ class Jobs:
             # window and transcribes only its end: hear the window again without context.
             self._submit(replace(job, prompt=""), span, out, now)
             return "resent"
+        if span.at_pause and not span.final:
+            words = continue_sentence(words, self._pause_after(span))
         words_before = len(c.transcript.words)
         decision = c.policy.on_result(span, words, c.transcript)
         if self._over_cap(words_before, out):
@@ -161,6 +164,14 @@ class Jobs:
         c.release(release_ms)
         out.events.append(c.checkpoint_event())
         return "heard"
+
+    def _pause_after(self, span: Span) -> int | None:
+        """The length of the pause ``span`` was cut in, once speech followed it; None while it
+        goes on (or the cut is not in one)."""
+        pause = self.buffer.pause_at(span.end_ms)
+        if pause is None or pause[1] >= self.buffer.end_ms:
+            return None
+        return pause[1] - pause[0]
 
     def _flush_resume_ms(self, span: Span, release_ms: int) -> int:
         """Where the audio after a flush's last span is heard from. A flush asked for in the

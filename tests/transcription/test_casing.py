@@ -1,12 +1,13 @@
 """Tests for transcription/casing.py: the first word after a window join continues the
-sentence case of the committed transcript."""
+sentence case of the committed transcript, and a window cut at a short pause does not close a
+sentence."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transcription.casing import continue_case
+from transcription.casing import SENTENCE_PAUSE_MS, continue_case, continue_sentence
 from transcription.inference.types import Word
 from transcription.transcript import normalize
 
@@ -51,3 +52,36 @@ def test_only_the_case_of_the_first_word_ever_changes(previous: str, text: str) 
     words = continue_case(w(previous) if previous else None, [w(text), w("Next")])
     assert [normalize(x.text) for x in words] == [normalize(text), "next"]
     assert words[1].text == "Next"
+
+
+def closed(texts: list[str], pause_ms: int | None) -> list[str]:
+    return [x.text for x in continue_sentence([w(t) for t in texts], pause_ms)]
+
+
+def test_a_short_pause_takes_back_the_period_whisper_put_at_the_cut() -> None:
+    """ "terrible news. | and great sadness": a 200 ms breath is no sentence end, so "news."
+    reads "news" and the next window's "And" is written "and" (continue_case)."""
+    assert closed(["terrible", "news."], 200) == ["terrible", "news"]
+    assert closed(["terrible", "news", "."], 200) == ["terrible", "news"]
+    assert first("news", "And") == "and"
+
+
+def test_a_long_or_unknown_pause_keeps_the_period() -> None:
+    """A pause of SENTENCE_PAUSE_MS or more may end the sentence; a pause still going on when
+    the window's result comes back (None) is not known to be short."""
+    assert closed(["news."], SENTENCE_PAUSE_MS) == ["news."]
+    assert closed(["news."], None) == ["news."]
+
+
+def test_questions_exclamations_ellipses_and_abbreviations_stay() -> None:
+    """Only a plain period is taken back: "?", "!", "..." and "Dr." or "U.S." stay."""
+    for text in ("why?", "now!", "well...", "Dr.", "U.S.", "I.", 'said."'):
+        assert closed(["so", text], 100) == ["so", text]
+
+
+@given(st.lists(st.text(max_size=8), max_size=5), st.integers(0, 2000) | st.none())
+def test_continue_sentence_never_changes_a_spoken_word(texts: list[str], pause: int | None) -> None:
+    """Only punctuation ever goes: the WER normaliser sees the same words."""
+    out = continue_sentence([w(t) for t in texts], pause)
+    spoken = [normalize(t) for t in texts if normalize(t)]
+    assert [normalize(x.text) for x in out if normalize(x.text)] == spoken

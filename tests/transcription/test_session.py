@@ -132,6 +132,31 @@ def test_a_late_result_for_a_replaced_window_is_ignored() -> None:
     assert s.transcript.text == "one two three four"
 
 
+def syllables(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+    """Tone bursts of 600 ms, 100 ms apart, from ``start_ms`` to ``end_ms``: speech whose
+    pauses the energy gate measures to a frame (one long tone it learns as background)."""
+    return [(t, min(end_ms, t + 600)) for t in range(start_ms, end_ms, 700)]
+
+
+def _phrases_after_a_pause(pause_ms: int) -> list[str]:
+    s = session()
+    bursts = syllables(200, 4200) + syllables(4200 + pause_ms, 9800)
+    jobs = feed(s, tone_bursts(bursts, 12_000))
+    first = jobs[0]
+    out = s.on_result(result(first, [words_segment(first, "One two three four.", 200, 700)]), 0)
+    second = out.jobs[0]
+    out2 = s.on_result(result(second, [words_segment(second, "And five six.", 100)]), 0)
+    return [e.text for e in out.events + out2.events if isinstance(e, Phrase)]
+
+
+def test_a_window_cut_at_a_breath_does_not_end_the_sentence() -> None:
+    """Whisper ends every window with a period wherever the audio stops. Cut at a 300 ms pause
+    that speech followed, the phrase does not close the sentence and the next one goes on in
+    lower case; after a pause of a second, Whisper's period stays."""
+    assert _phrases_after_a_pause(300) == ["One two three four", "and five six."]
+    assert _phrases_after_a_pause(1000) == ["One two three four.", "And five six."]
+
+
 # --- state machine ---
 
 

@@ -280,6 +280,17 @@ class AudioBuffer:
                 return (s + e) // 2
         return None
 
+    def pause_at(self, ms: int, reach_ms: int = 2000) -> tuple[int, int] | None:
+        """The run of non-speech frames holding ``ms`` as (start_ms, end_ms), looked for within
+        ``reach_ms`` either side and clipped to the held audio: its end is ``end_ms`` while the
+        pause goes on. None when ``ms`` lies in speech, and without a VAD."""
+        if self.vad is None:
+            return None
+        for s, e in self._runs(ms - reach_ms, ms + reach_ms, 0):
+            if s <= ms <= e:
+                return s, e
+        return None
+
     def speech_spans(self, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
         """Speech regions in the span as (start_ms, end_ms): gaps under 200 ms bridged, each
         padded (100 ms before, 30 ms after), clipped to the span and the held audio."""

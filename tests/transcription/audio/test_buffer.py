@@ -219,6 +219,21 @@ def test_speech_spans_bridge_short_gaps_and_pad() -> None:
     assert buffer.speech_spans(1000, 1400) == []
 
 
+def test_pause_at_is_the_whole_pause_holding_a_point() -> None:
+    """pause_at returns the non-speech run holding a point (a window's cut), to the held audio's
+    end while the pause goes on; None in speech and without a VAD."""
+    buffer = AudioBuffer(vad=LevelVad())
+    # speech 0-320, pause 320-640, speech 640-960, pause 960-1280 (still going)
+    buffer.push(_layout(("s", 10), ("p", 10), ("s", 10), ("p", 10)))
+    assert buffer.pause_at(480) == (320, 640)
+    assert buffer.pause_at(1100) == (960, 1280) and buffer.end_ms == 1280
+    assert buffer.pause_at(100) is None
+    assert buffer.pause_at(480, reach_ms=100) == (380, 580)  # clipped to the reach
+    plain = AudioBuffer()
+    plain.push(np.zeros(16000, np.float32))
+    assert plain.pause_at(500) is None
+
+
 def test_pause_near_returns_middle_of_latest_long_pause() -> None:
     """pause_near picks the latest non-speech run of at least min_pause_ms in the search range
     and returns its middle."""
