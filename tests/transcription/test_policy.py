@@ -337,6 +337,30 @@ def test_a_window_over_words_interim_passes_committed_cuts_them_by_text() -> Non
     assert run.transcript.text == "one two three four five six seven"
 
 
+def test_words_passes_committed_in_a_span_the_speech_gate_then_skips_are_not_repeated() -> None:
+    """Whisper places the first word of an utterance at the start of the audio it hears, here
+    in the silence before it: two passes agree on "we" there and commit it, then the speech
+    gate finds that stretch silent and the span over it is skipped. The window at the next
+    pause hears "we" again: it is cut by its text, not sent twice ("we | we saw")."""
+    truth = timeline("we saw destruction in tragedy", start_ms=1000)  # to 2900, then silence
+
+    def early(span: Span) -> list[Word]:
+        heard = perfect_whisper(truth)(span)
+        shift = heard[0].start_ms - span.start_ms if heard else 0
+        return [replace(w, start_ms=w.start_ms - shift, end_ms=w.end_ms - shift) for w in heard]
+
+    run = Run(WindowedPolicy(2000, 200, interim_spans=False), truth, early)
+    run.feed(1500)
+    run.interim_pass()
+    run.feed(250)
+    assert texts(run.interim_pass().committed) == ["we"]  # placed at 0-300
+    run.feed(250)
+    assert not run.buffer.has_speech(run.spans[0].start_ms, run.spans[0].end_ms)  # skipped
+    run.feed(1500)
+    run.finish()
+    assert run.transcript.text == "we saw destruction in tragedy"
+
+
 def test_an_interim_pass_commits_no_word_the_pass_after_it_heard_differently() -> None:
     """A word at the audio edge is often heard in part ("sad" for "sat"): two passes must agree
     on it before it is committed."""

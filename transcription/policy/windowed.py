@@ -227,9 +227,11 @@ class WindowedPolicy:
         return continue_case(transcript.words[-1] if transcript.words else None, rest)
 
     def on_skipped(self, span: Span) -> Decision:
-        """Move past a silent span, keeping a short tail for a word starting at its very end."""
+        """Move past a silent span, keeping a short tail for a word starting at its very end.
+        Words interim passes committed stay to be cut by text (``_after_passes``): Whisper
+        placed them in audio the speech gate finds silent, so they are the start of the speech
+        after it, and the next span hears them again."""
         self._interim = []
-        self._pass_words = []
         release = span.end_ms if span.final else span.end_ms - SKIP_TAIL_MS
         release = max(release, span.start_ms + min_progress_ms(span, ()))
         self._start_ms = min(release, span.end_ms)
