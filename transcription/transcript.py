@@ -297,6 +297,7 @@ def merge(
     overlap_end_ms: int,
     tolerance_ms: int = TIME_TOLERANCE_MS,
     heard_again: bool = True,
+    pending: Sequence[Word] = (),
 ) -> list[Word]:
     """The words of a new window that are not already committed, in Whisper's order.
 
@@ -304,11 +305,13 @@ def merge(
     timeline; committed words in between were heard again. ``heard_again=False`` says the
     window starts in a pause after every committed word (its start is known to be silence), so
     no word of it is old whatever its jittered time says; only a prompt echo is dropped.
+    ``pending`` are the words the previous window heard after the committed tail and held back.
 
     The join is the best local alignment of the committed tail's end with the new words
     (normalised text, matches only between words whose centres lie within a few
-    ``tolerance_ms``); without an agreeing word, time decides: a
-    new word whose centre lies before the committed end is old. Committed words always win.
+    ``tolerance_ms``); without an agreeing word, the held-back words found again by their text
+    start the new ones, else time decides: a new word whose centre lies before the committed
+    end is old. Committed words always win.
     """
     words = drop_annotations(new_words)
     if not words:
@@ -329,6 +332,8 @@ def merge(
             cut = _text_only_cut(zone, words)
         if cut is None:
             cut = _time_cut(words, overlap_end_ms)
+            again = _pending_cut(pending, words[:cut])
+            cut = cut if again is None else again
     fresh = words[cut:]
     while fresh and not normalize(fresh[0].text):
         fresh = fresh[1:]  # punctuation of an old word is old
@@ -349,6 +354,22 @@ def _text_only_cut(
         for length in range(min(len(old), len(new) - skip), min_len - 1, -1):
             if old[-length:] == new[skip : skip + length]:
                 return spoken[skip + length - 1] + 1
+    return None
+
+
+def _pending_cut(pending: Sequence[Word], words: Sequence[Word]) -> int | None:
+    """Index of the first of ``words`` that starts a repeat of the held-back ``pending`` words
+    (their first two, or a lone word of four letters or more): a window cut mid-speech can
+    squeeze its word times seconds early ("and including separating the patient" over 3.0-4.5 s
+    for speech at 4.3-6.1 s), so the time cut would drop words no window committed."""
+    old = [t for t in (normalize(w.text) for w in pending) if t][:2]
+    if not old or (len(old) == 1 and len(old[0]) < 4):
+        return None
+    spoken = [i for i, w in enumerate(words) if normalize(w.text)]
+    new = [normalize(words[i].text) for i in spoken]
+    for k in range(len(new) - len(old) + 1):
+        if new[k : k + len(old)] == old:
+            return spoken[k]
     return None
 
 

@@ -187,6 +187,30 @@ def test_without_an_agreeing_word_time_decides() -> None:
     assert texts(merge_window(committed, window, 400)) == ["epsilon"]
 
 
+def test_words_held_back_by_the_last_window_start_the_new_ones_when_times_disagree() -> None:
+    """A window cut mid-speech held "including" back; the next window, starting inside the
+    committed tail, hears its start as "and" and squeezes its times a second early. Nothing
+    agrees with the committed tail, and time alone would call "including separating the" old:
+    the held-back word, found again by its text, starts the new words."""
+    committed = timeline("infection control", start_ms=2700, word_ms=700)  # ends 4100
+    held_back = [Word("including", 4350, 4920, 0.8)]
+    window = timeline("and including separating the patient from others", start_ms=3000)
+    fresh = merge(committed, window, overlap_start_ms=3000, overlap_end_ms=4100, pending=held_back)
+    assert texts(fresh) == "including separating the patient from others".split()
+    without = merge(committed, window, overlap_start_ms=3000, overlap_end_ms=4100)
+    assert texts(without) == "the patient from others".split()
+
+
+def test_a_short_held_back_word_alone_is_no_anchor() -> None:
+    """A lone held-back word under four letters ("the") occurs anywhere: time decides."""
+    committed = timeline("alpha beta gamma")  # ends 1100
+    window = [Word("the", 500, 700, 0.5), Word("delta", 800, 1000, 0.5)]
+    window.append(Word("epsilon", 1200, 1500, 0.9))
+    held_back = [Word("the", 1200, 1300, 0.8)]
+    fresh = merge(committed, window, overlap_start_ms=400, overlap_end_ms=1100, pending=held_back)
+    assert texts(fresh) == ["epsilon"]
+
+
 def test_annotations_on_silence_and_noise_never_become_text() -> None:
     """[BLANK_AUDIO], (water running) and music notes are dropped."""
     window = [

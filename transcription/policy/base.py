@@ -114,8 +114,11 @@ class StreamingPolicy(Protocol):
         ...
 
 
-def unheard(span: Span, words: Sequence[Word], transcript: Transcript) -> list[Word]:
-    """The words of ``span`` that the transcript does not hold yet (nothing is committed)."""
+def unheard(
+    span: Span, words: Sequence[Word], transcript: Transcript, pending: Sequence[Word] = ()
+) -> list[Word]:
+    """The words of ``span`` that the transcript does not hold yet (nothing is committed);
+    ``pending``: the words the span before heard after the transcript and held back."""
     tail = transcript.recent_words(span.start_ms - TIME_TOLERANCE_MS)
     fresh = merge(
         tail,
@@ -123,6 +126,7 @@ def unheard(span: Span, words: Sequence[Word], transcript: Transcript) -> list[W
         overlap_start_ms=span.start_ms,
         overlap_end_ms=transcript.last_word_end_ms,
         heard_again=not span.after_pause,
+        pending=pending,
     )
     # Short windows cut mid-speech: Whisper's edge-word times drift by more than the merge's
     # tolerance, and the last committed word comes back as the first new one ("the the").

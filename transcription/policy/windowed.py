@@ -212,8 +212,8 @@ class WindowedPolicy:
         and over a whole utterance heard again the pass's word times (its own encoder
         context) drift from the window's far enough to repeat words at the join."""
         if not self._pass_words:
-            return unheard(span, words, transcript)
-        fresh = unheard(replace(span, after_pause=False), words, transcript)
+            return unheard(span, words, transcript, self._interim)
+        fresh = unheard(replace(span, after_pause=False), words, transcript, self._interim)
         old = [t for t in (normalize(w.text) for w in self._pass_words) if t]
         heard = drop_annotations(words)
         spoken = [i for i, w in enumerate(heard) if normalize(w.text)]
