@@ -17,7 +17,8 @@ import numpy as np
 
 from transcription.casing import continue_case
 from transcription.inference.types import Word
-from transcription.transcript import TIME_TOLERANCE_MS, Transcript, merge, normalize
+from transcription.merge import merge
+from transcription.transcript import TIME_TOLERANCE_MS, Transcript, normalize
 
 DEFAULT_EDGE_GUARD_MS = 500
 # The next span starts this far before the last committed word, so that word is heard whole
