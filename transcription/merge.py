@@ -75,8 +75,8 @@ def merge(
             cut = _text_only_cut(zone, words)
         if cut is None:
             cut = _time_cut(words, overlap_end_ms)
-            again = _pending_cut(pending, words[:cut])
-            cut = cut if again is None else again
+            again = _pending_cut(pending, words)
+            cut = cut if again is None else min(cut, again)
     fresh = words[cut:]
     while fresh and not normalize(fresh[0].text):
         fresh = fresh[1:]  # punctuation of an old word is old
@@ -101,16 +101,17 @@ def _text_only_cut(
 
 
 def _pending_cut(pending: Sequence[Word], words: Sequence[Word]) -> int | None:
-    """Index of the first of ``words`` that starts a repeat of the held-back ``pending`` words
-    (their first two, or a lone word of four letters or more): a window cut mid-speech can
-    squeeze its word times seconds early ("and including separating the patient" over 3.0-4.5 s
-    for speech at 4.3-6.1 s), so the time cut would drop words no window committed."""
+    """Index of the word of ``words`` that starts the last repeat of the held-back ``pending``
+    words (their first two, or a lone word of four letters or more): a window cut mid-speech
+    can squeeze its word times seconds early ("and including separating the patient" over
+    3.0-4.5 s for speech at 4.3-6.1 s), so the time cut would drop words no window committed.
+    The last repeat, since a window that hears them twice ("Thanks. Thanks.") doubled them."""
     old = [t for t in (normalize(w.text) for w in pending) if t][:2]
     if not old or (len(old) == 1 and len(old[0]) < 4):
         return None
     spoken = [i for i, w in enumerate(words) if normalize(w.text)]
     new = [normalize(words[i].text) for i in spoken]
-    for k in range(len(new) - len(old) + 1):
+    for k in reversed(range(len(new) - len(old) + 1)):
         if new[k : k + len(old)] == old:
             return spoken[k]
     return None

@@ -201,6 +201,16 @@ def test_words_held_back_by_the_last_window_start_the_new_ones_when_times_disagr
     assert texts(without) == "the patient from others".split()
 
 
+def test_a_held_back_word_heard_twice_starts_the_new_words_once() -> None:
+    """The last window of a stream heard "All right, thanks." as "Thanks. Thanks.": the
+    held-back "thanks" anchors on its last repeat, so it is sent once."""
+    committed = timeline("good all right", start_ms=2000)  # ends 2300 + 800 = 3100
+    held_back = [Word("thanks.", 3100, 3700, 0.8)]
+    window = [Word("Thanks.", 2000, 4000, 0.5), Word("Thanks.", 4000, 4000, 0.5)]
+    fresh = merge(committed, window, overlap_start_ms=2000, overlap_end_ms=3100, pending=held_back)
+    assert texts(fresh) == ["Thanks."]
+
+
 def test_a_short_held_back_word_alone_is_no_anchor() -> None:
     """A lone held-back word under four letters ("the") occurs anywhere: time decides."""
     committed = timeline("alpha beta gamma")  # ends 1100
