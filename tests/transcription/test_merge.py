@@ -8,6 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from tests.support.words import timeline
 from transcription.inference.types import Word
 from transcription.merge import merge
 from transcription.transcript import normalize
@@ -18,16 +19,6 @@ VOCABULARY = (
     "while local guides recommend patience careful planning and sturdy boots for every "
     "journey north beyond village bridges mountains forests"
 ).split()
-
-
-def timeline(text: str, start_ms: int = 0, word_ms: int = 300, gap_ms: int = 100) -> list[Word]:
-    """Words of ``text`` spoken back to back from ``start_ms``."""
-    words = []
-    at = start_ms
-    for token in text.split():
-        words.append(Word(token, at, at + word_ms, 0.9))
-        at += word_ms + gap_ms
-    return words
 
 
 def shifted(words: Sequence[Word], offset_ms: int) -> list[Word]:

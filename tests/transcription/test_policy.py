@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.words import timeline
 from transcription.inference.types import Word
 from transcription.policy import make_policy
 from transcription.policy.base import SHORT_WINDOW_MS, Decision, Span, StreamingPolicy
@@ -85,15 +86,6 @@ class StandInBuffer:
 
     def __repr__(self) -> str:
         return f"StandInBuffer({self.start_ms}..{self.end_ms})"
-
-
-def timeline(text: str, start_ms: int = 0, word_ms: int = 300, gap_ms: int = 100) -> list[Word]:
-    """Words of ``text`` spoken back to back from ``start_ms``."""
-    words, at = [], start_ms
-    for token in text.split():
-        words.append(Word(token, at, at + word_ms, 0.9))
-        at += word_ms + gap_ms
-    return words
 
 
 def texts(words: Sequence[Word]) -> list[str]:

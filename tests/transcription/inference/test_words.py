@@ -61,15 +61,18 @@ def test_tokens_with_leading_space_start_words_and_punctuation_stays_attached() 
     assert seg.text == "Hello, world."
 
 
-def test_word_times_come_from_token_times_in_10ms_units() -> None:
-    """Word start is its first token's t0 and end its last token's t1, times 10 ms."""
-    seg = build_segment(
-        [tok(" a", 10, 20), tok("b", 20, 30), tok(" c", 35, 50)],
-        start_ms=0,
-        end_ms=1000,
-        eot=EOT,
-        audio_ms=5000,
-    )
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        [tok(" a", 10, 20), tok("b", 20, 30), tok(" c", 35, 50)],  # DTW off
+        [tok(" a", 10, 20, t_dtw=30), tok(" b", 35, 50)],  # a word DTW skipped
+    ],
+    ids=["dtw-off", "dtw-skipped-word"],
+)
+def test_word_times_come_from_token_times_in_10ms_units(tokens: list[RawToken]) -> None:
+    """Without a t_dtw a word spans its first token's t0 to its last token's t1, times 10 ms:
+    with DTW off, and for a word DTW skipped (here after "a", which ends at its t_dtw)."""
+    seg = build_segment(tokens, start_ms=0, end_ms=1000, eot=EOT, audio_ms=5000)
     assert seg is not None
     assert [(w.start_ms, w.end_ms) for w in seg.words] == [(100, 300), (350, 500)]
 
@@ -98,19 +101,6 @@ def test_dtw_times_end_each_word_and_the_next_word_starts_there() -> None:
         ("hospital,", 400, 950),
         ("has", 950, 1300),
     ]
-
-
-def test_a_word_without_dtw_time_keeps_its_token_times() -> None:
-    """Tokens without t_dtw (DTW off, or a word DTW skipped) fall back to t0/t1."""
-    seg = build_segment(
-        [tok(" a", 10, 20, t_dtw=30), tok(" b", 35, 50)],
-        start_ms=0,
-        end_ms=1000,
-        eot=EOT,
-        audio_ms=5000,
-    )
-    assert seg is not None
-    assert [(w.start_ms, w.end_ms) for w in seg.words] == [(100, 300), (350, 500)]
 
 
 def test_word_probability_is_mean_of_token_probabilities() -> None:
