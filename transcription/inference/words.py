@@ -19,7 +19,8 @@ MS_PER_TICK = 10
 @dataclass(frozen=True, slots=True)
 class RawToken:
     """One decoded token: id, raw text bytes, start/end in 10 ms ticks (-1 = unknown), p, and
-    the DTW time of a text token (its start, in ticks; -1 without DTW token timestamps)."""
+    the DTW time of a text token (when the alignment reached it, nearer its end than its start;
+    in ticks, -1 without DTW token timestamps)."""
 
     id: int
     text: bytes
