@@ -90,9 +90,8 @@ def _text_only_cut(
     by text alone: Whisper's word times can be seconds off when a window starts mid-word
     ("the Management Office said …" after "… Management Office"), so the time-aware
     alignment finds nothing. Up to ``max_skip`` junk words may precede the repeat."""
-    old = [normalize(w.text) for w in zone if normalize(w.text)]
-    spoken = [i for i, w in enumerate(words) if normalize(w.text)]
-    new = [normalize(words[i].text) for i in spoken]
+    old = _spoken(zone)[1]
+    spoken, new = _spoken(words)
     for skip in range(min(max_skip, len(new)) + 1):
         for length in range(min(len(old), len(new) - skip), min_len - 1, -1):
             if old[-length:] == new[skip : skip + length]:
@@ -106,15 +105,21 @@ def _pending_cut(pending: Sequence[Word], words: Sequence[Word]) -> int | None:
     can squeeze its word times seconds early ("and including separating the patient" over
     3.0-4.5 s for speech at 4.3-6.1 s), so the time cut would drop words no window committed.
     The last repeat, since a window that hears them twice ("Thanks. Thanks.") doubled them."""
-    old = [t for t in (normalize(w.text) for w in pending) if t][:2]
+    old = _spoken(pending)[1][:2]
     if not old or (len(old) == 1 and len(old[0]) < 4):
         return None
-    spoken = [i for i, w in enumerate(words) if normalize(w.text)]
-    new = [normalize(words[i].text) for i in spoken]
+    spoken, new = _spoken(words)
     for k in reversed(range(len(new) - len(old) + 1)):
         if new[k : k + len(old)] == old:
             return spoken[k]
     return None
+
+
+def _spoken(words: Sequence[Word]) -> tuple[list[int], list[str]]:
+    """The indices of ``words`` that hold a spoken word (not bare punctuation or an
+    annotation) and those words normalised."""
+    pairs = [(i, t) for i, t in enumerate(normalize(w.text) for w in words) if t]
+    return [i for i, _ in pairs], [t for _, t in pairs]
 
 
 def _time_cut(words: Sequence[Word], end_ms: int) -> int:
@@ -216,10 +221,9 @@ def _echo_length(committed: Sequence[Word], fresh: Sequence[Word]) -> int:
     with times that fit the new audio, so only the text can tell. Short repeats are left alone:
     "I think, I think" is speech.
     """
-    old = [t for t in (normalize(w.text) for w in committed[-MAX_ALIGN_WORDS:]) if t]
-    spoken = [(i, t) for i, t in enumerate(normalize(w.text) for w in fresh) if t]
-    new = [t for _, t in spoken]
+    old = _spoken(committed[-MAX_ALIGN_WORDS:])[1]
+    spoken, new = _spoken(fresh)
     for n in range(min(len(old), len(new)), _ECHO_MIN_WORDS - 1, -1):
         if old[-n:] == new[:n]:
-            return spoken[n - 1][0] + 1
+            return spoken[n - 1] + 1
     return 0
