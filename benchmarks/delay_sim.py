@@ -234,7 +234,9 @@ def main() -> None:
     }
     print(json.dumps(figures, indent=1))
     if args.json:
-        args.json.write_text(json.dumps({**figures, "hypotheses": [h for _, h in pairs]}))
+        args.json.write_text(
+            json.dumps({**figures, "hypotheses": [h for _, h in pairs], "phrases": phrases})
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,10 @@ from transcription.policy.base import AudioBuffer
 INTERIM_MAX_LIVE_SHARE = 0.5
 LOAD_HORIZON_S = 10.0
 # At short windows the passes also commit (two in a row agreeing), so their step sets the
-# final delay on continuous speech: a word is final about 1.5 steps after it.
-SHORT_WINDOW_STEP_MS = 750
+# final delay on continuous speech: a word is final about 1.5 steps after it, plus a pass's
+# inference. Three 200 ms chunks (docs/STREAMING.md: 750 ms left the final delay above 1.5 s
+# on a host where a pass takes 0.3 s; 400 ms let more misheard words through).
+SHORT_WINDOW_STEP_MS = 600
 
 
 def step_ms(interim_ms: int, *, short_window: bool) -> int:
