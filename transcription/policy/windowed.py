@@ -28,7 +28,6 @@ from transcription.policy.base import (
     ANCHOR_MARGIN_MS,
     DEFAULT_EDGE_GUARD_MS,
     SHORT_WINDOW_MS,
-    SILENT_TAIL_MS,
     SKIP_TAIL_MS,
     AudioBuffer,
     Decision,
@@ -38,7 +37,7 @@ from transcription.policy.base import (
     unheard,
 )
 from transcription.policy.local_agreement import agreed_length
-from transcription.transcript import TIME_TOLERANCE_MS, Transcript, drop_annotations, normalize
+from transcription.transcript import Transcript, drop_annotations, normalize
 
 DEFAULT_MIN_PAUSE_MS = 150
 SHORT_MAX_SPAN_MS = 8000  # a short-window utterance longer than this is cut without a pause
@@ -257,19 +256,13 @@ class WindowedPolicy:
             # it was committed (no edge guard), so start there and hear no committed word again.
             return span.end_ms
         if transcript.words and end > span.start_ms:
-            if span.at_pause and not interim and span.end_ms - end > SILENT_TAIL_MS:
-                # The span ended in silence: later words cannot be confused with committed
-                # ones by time, so no anchor word is needed.
-                start = end + TIME_TOLERANCE_MS
-            else:
-                anchor = transcript.words[-1].start_ms - ANCHOR_MARGIN_MS
-                start = min(end - self.overlap_ms, anchor)
+            anchor = transcript.words[-1].start_ms - ANCHOR_MARGIN_MS
+            start = min(end - self.overlap_ms, anchor)
         else:
             start = span.end_ms - self.overlap_ms
-        if not span.at_pause:
-            # Whisper often drops a word cut by the span end, or returns it early enough to
-            # pass the guard as a fragment: hear the edge again.
-            start = min(start, span.end_ms - self.edge_guard_ms - ANCHOR_MARGIN_MS)
+        # Cut mid-speech: Whisper often drops a word cut by the span end, or returns it early
+        # enough to pass the guard as a fragment: hear the edge again.
+        start = min(start, span.end_ms - self.edge_guard_ms - ANCHOR_MARGIN_MS)
         if interim:
             start = min(start, interim[0].start_ms - ANCHOR_MARGIN_MS)
         start = max(start, span.start_ms + min_progress_ms(span, committed))
