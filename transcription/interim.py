@@ -30,8 +30,8 @@ INTERIM_MAX_LIVE_SHARE = 0.5
 LOAD_HORIZON_S = 10.0
 # At short windows the passes also commit (two in a row agreeing), so their step sets the
 # final delay on continuous speech: a word is final about 1.5 steps after it, plus a pass's
-# inference. Three 200 ms chunks (docs/STREAMING.md: 750 ms left the final delay above 1.5 s
-# on a host where a pass takes 0.3 s; 400 ms let more misheard words through).
+# inference. A shorter step lets more misheard words through (the steps measured:
+# docs/STREAMING.md, "2 s windows: a pass every 600 ms").
 SHORT_WINDOW_STEP_MS = 600
 
 
