@@ -22,6 +22,7 @@ import collections
 from dataclasses import dataclass
 
 from transcription.inference.messages import INTERIM_TTL_S
+from transcription.inference.types import Word
 from transcription.policy.base import AudioBuffer
 
 # A worker takes interim jobs only while live and batch jobs kept its slots busy less than
@@ -64,6 +65,7 @@ class InterimPasses:
         self._pending: InterimPass | None = None
         self._shown_until_ms = 0  # the end of the audio the last window or pass heard
         self._final_until_ms = 0  # the end of the last window whose result came in
+        self._heard: tuple[int, tuple[Word, ...]] = (0, ())  # the last pass back: start, words
 
     def due(self, buffer: AudioBuffer, now: float) -> tuple[int, int] | None:
         """Called when new audio arrived and no window is in flight: the span to hear now
@@ -103,6 +105,18 @@ class InterimPasses:
         if self._final_until_ms >= pending.end_ms:
             return None
         return pending
+
+    def heard(self, start_ms: int, words: tuple[Word, ...]) -> None:
+        """The words (session times) of a pass over the audio from ``start_ms`` that came
+        back: a window cut at a pause reads its punctuation at the cut from them
+        (``casing.continue_sentence``)."""
+        self._heard = (start_ms, words)
+
+    def heard_from(self, start_ms: int) -> tuple[Word, ...]:
+        """The words of the last pass that came back, if it heard the audio from
+        ``start_ms`` (a window's start): passes start where the next window does."""
+        start, words = self._heard
+        return words if start == start_ms else ()
 
     def is_interim(self, window_index: int) -> bool:
         """True for the window index of the pass in flight."""

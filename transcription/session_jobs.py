@@ -141,7 +141,8 @@ class Jobs:
             self._submit(replace(job, prompt=""), span, out, now)
             return "resent"
         if span.at_pause and not span.final:
-            words = continue_sentence(words, self._pause_after(span))
+            heard = c.interim.heard_from(span.start_ms)
+            words = continue_sentence(words, self._pause_after(span), heard)
         words_before = len(c.transcript.words)
         decision = c.policy.on_result(span, words, c.transcript)
         if self._over_cap(words_before, out):
@@ -240,6 +241,7 @@ class Jobs:
             return False
         span = Span(interim.start_ms, interim.end_ms, final=False, interim_only=True)
         words = [w for seg in result.segments for w in seg.shifted(span.start_ms).words]
+        c.interim.heard(span.start_ms, tuple(words))
         # A window in flight or a pending flush commits the same audio: the pass only shows.
         commit = c.span is None and not c.flushes
         words_before = len(c.transcript.words)

@@ -16,7 +16,7 @@ from transcription.inference.types import Word
 TIME_TOLERANCE_MS = 300  # word-time jitter between two transcriptions of the same audio
 LONG_PAUSE_MS = 2000  # context from before a pause this long no longer helps the next window
 MAX_ALIGN_WORDS = 32  # committed words considered for alignment; an overlap holds far fewer
-_SENTENCE_END = (".", "?", "!", "…")
+SENTENCE_ENDS = (".", "?", "!", "…")
 # Closing punctuation Whisper sometimes returns as a word of its own; it attaches without space.
 _ATTACHING = frozenset(".,!?;:…%)]}\"'»”’")
 
@@ -33,7 +33,7 @@ def centre_ms(word: Word) -> int:
 
 def ends_sentence(word: Word) -> bool:
     """True when the word closes a sentence (Whisper's punctuation)."""
-    return word.text.rstrip("\"')]»”’").endswith(_SENTENCE_END)
+    return word.text.rstrip("\"')]»”’").endswith(SENTENCE_ENDS)
 
 
 def _attaches(text: str) -> bool:

@@ -54,8 +54,11 @@ def test_only_the_case_of_the_first_word_ever_changes(previous: str, text: str) 
     assert words[1].text == "Next"
 
 
-def closed(texts: list[str], pause_ms: int | None) -> list[str]:
-    return [x.text for x in continue_sentence([w(t) for t in texts], pause_ms)]
+def closed(texts: list[str], pause_ms: int | None, heard: str = "") -> list[str]:
+    """``texts`` (a window cut at a pause) as committed, ``heard`` the words of an interim pass
+    over the same audio start, timed a second later (pass and window times drift apart)."""
+    passed = [Word(t, 1000 + 300 * i, 1250 + 300 * i, 0.9) for i, t in enumerate(heard.split())]
+    return [x.text for x in continue_sentence([w(t) for t in texts], pause_ms, passed)]
 
 
 def test_a_short_pause_takes_back_the_period_whisper_put_at_the_cut() -> None:
@@ -79,9 +82,50 @@ def test_questions_exclamations_ellipses_and_abbreviations_stay() -> None:
         assert closed(["so", text], 100) == ["so", text]
 
 
-@given(st.lists(st.text(max_size=8), max_size=5), st.integers(0, 2000) | st.none())
-def test_continue_sentence_never_changes_a_spoken_word(texts: list[str], pause: int | None) -> None:
+def test_a_pass_that_heard_the_sentence_go_on_takes_the_period_back_whatever_the_pause() -> None:
+    """ "terrible news. | and great sadness" after a pause of a second: an interim pass that
+    heard past the cut wrote "news and great", so the period goes; its comma replaces it
+    ("My fellow Americans, this day")."""
+    assert closed(["terrible", "news."], 1000, "terrible news and great") == ["terrible", "news"]
+    assert closed(["terrible", "news."], None, "terrible news and great") == ["terrible", "news"]
+    assert closed(["fellow", "Americans."], 1000, "fellow Americans, this") == [
+        "fellow",
+        "Americans,",
+    ]
+    assert closed(["news", "."], 1000, "news, and") == ["news,"]
+
+
+def test_a_pass_that_heard_a_sentence_end_keeps_the_period_after_a_breath() -> None:
+    """ "grieving families. | May God": the pass ends the sentence there too, so a 200 ms pause
+    does not take the period back."""
+    assert closed(["grieving", "families."], 200, "grieving families. May God") == [
+        "grieving",
+        "families.",
+    ]
+    assert closed(["families."], 200, "families . May") == ["families."]
+
+
+def test_a_pass_that_stopped_at_the_word_or_heard_other_words_says_nothing() -> None:
+    """A pass that ends at the window's last word put its period where its audio stopped, and
+    one whose words do not contain that word cannot be read: the pause decides."""
+    assert closed(["terrible", "news."], 200, "terrible news.") == ["terrible", "news"]
+    assert closed(["terrible", "news."], 1000, "terrible news.") == ["terrible", "news."]
+    assert closed(["terrible", "news."], 1000, "horrible noise and great") == [
+        "terrible",
+        "news.",
+    ]
+
+
+@given(
+    st.lists(st.text(max_size=8), max_size=5),
+    st.integers(0, 2000) | st.none(),
+    st.lists(st.text(max_size=8), max_size=6),
+)
+def test_continue_sentence_never_changes_a_spoken_word(
+    texts: list[str], pause: int | None, heard: list[str]
+) -> None:
     """Only punctuation ever goes: the WER normaliser sees the same words."""
-    out = continue_sentence([w(t) for t in texts], pause)
+    passed = [Word(t, 100 * i, 100 * i + 90, 0.9) for i, t in enumerate(heard)]
+    out = continue_sentence([w(t) for t in texts], pause, passed)
     spoken = [normalize(t) for t in texts if normalize(t)]
     assert [normalize(x.text) for x in out if normalize(x.text)] == spoken

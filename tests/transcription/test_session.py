@@ -157,6 +157,28 @@ def test_a_window_cut_at_a_breath_does_not_end_the_sentence() -> None:
     assert _phrases_after_a_pause(1000) == ["One two three four.", "And five six."]
 
 
+def test_an_interim_pass_that_heard_past_the_cut_says_whether_the_sentence_goes_on() -> None:
+    """After a pause of 800 ms Whisper's period would stay; but an interim pass that heard the
+    speech after the pause wrote "four, and": its comma replaces the period and the next
+    phrase goes on in lower case (docs/STREAMING.md "Sentence ends from interim passes")."""
+    s = session(interim_ms=1000)
+    pcm = tone_bursts(syllables(200, 3000) + syllables(3800, 9800), 12_000)
+    windows: list[TranscribeJob] = []
+    for i in range(0, len(pcm), 6400):
+        for job in s.feed_audio(pcm[i : i + 6400]).jobs:
+            if job.priority != "interim":
+                windows.append(job)
+                continue
+            heard = "One two three four, and five" if job.audio_s >= 4 else "One two"
+            s.on_result(result(job, [words_segment(job, heard, 200, 650)]), 0)
+    first = windows[0]
+    out = s.on_result(result(first, [words_segment(first, "One two three four.", 200, 650)]), 0)
+    second = out.jobs[0]
+    out2 = s.on_result(result(second, [words_segment(second, "And five six.", 100)]), 0)
+    phrases = [e.text for e in out.events + out2.events if isinstance(e, Phrase)]
+    assert phrases == ["One two three four,", "and five six."]
+
+
 # --- state machine ---
 
 
