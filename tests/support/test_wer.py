@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.wer import (
+    errors_per_word,
     normalize,
     repeated_bigrams,
     style_differences,
@@ -132,3 +133,18 @@ def test_style_differences_count_a_sentence_broken_at_a_join() -> None:
     streamed = "Ask not. What your county can do for you."
     assert style_differences(offline, streamed) == {"case": 1, "sentence_ends": 1}
     assert style_differences(offline, offline) == {"case": 0, "sentence_ends": 0}
+
+
+def test_errors_per_word_charges_each_error_to_the_reference_word_it_touches() -> None:
+    """ "the cat sat" heard as "the bat sat down": the substitution on "cat", the insertion
+    on "sat", the word before it."""
+    assert errors_per_word("the cat sat", "the bat sat down") == [0, 1, 1]
+    assert errors_per_word("", "hello") == [1]
+
+
+@given(_WORDS, _WORDS)
+def test_errors_per_word_sum_to_the_edit_distance(ref: list[str], hyp: list[str]) -> None:
+    """Charged errors add up to ``word_errors``, one slot per reference word."""
+    charged = errors_per_word(" ".join(ref), " ".join(hyp))
+    assert sum(charged) == word_errors(" ".join(ref), " ".join(hyp))
+    assert len(charged) == max(1, len(ref))

@@ -27,6 +27,27 @@ def word_errors(reference: str, hypothesis: str) -> int:
     return _edit_costs(ref, hyp)[len(ref)][len(hyp)]
 
 
+def errors_per_word(reference: str, hypothesis: str) -> list[int]:
+    """The errors of one minimum-edit alignment charged to the reference words they touch (an
+    insertion to the word before it; with no reference word, to a single slot): they sum to
+    ``word_errors``. For resampling stretches of a transcript (``benchmarks/compare.py``)."""
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    costs = _edit_costs(ref, hyp)
+    charged = [0] * max(1, len(ref))
+    i, j = len(ref), len(hyp)
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and costs[i][j] == costs[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
+            charged[i - 1] += ref[i - 1] != hyp[j - 1]
+            i, j = i - 1, j - 1
+        elif i > 0 and costs[i][j] == costs[i - 1][j] + 1:
+            charged[i - 1] += 1
+            i -= 1
+        else:
+            charged[max(0, i - 1)] += 1
+            j -= 1
+    return charged
+
+
 def _edit_costs(ref: list[str], hyp: list[str]) -> list[list[int]]:
     """Levenshtein table over words: ``cost[i][j]`` = edits turning ``ref[:i]`` into ``hyp[:j]``."""
     cost = [
