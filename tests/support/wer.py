@@ -32,20 +32,31 @@ def errors_per_word(reference: str, hypothesis: str) -> list[int]:
     insertion to the word before it; with no reference word, to a single slot): they sum to
     ``word_errors``. For resampling stretches of a transcript (``benchmarks/compare.py``)."""
     ref, hyp = normalize(reference), normalize(hypothesis)
-    costs = _edit_costs(ref, hyp)
     charged = [0] * max(1, len(ref))
+    for op, i, _ in _alignment(ref, hyp):
+        if op != "match":
+            charged[max(0, i)] += 1
+    return charged
+
+
+def _alignment(ref: list[str], hyp: list[str]) -> list[tuple[str, int, int]]:
+    """One minimum-edit alignment, in order: (op, reference index, hypothesis index) with op
+    "match", "substitute", "delete" (the hypothesis index it would have preceded) or
+    "insert" (the reference index before it, -1 at the start)."""
+    cost = _edit_costs(ref, hyp)
+    ops: list[tuple[str, int, int]] = []
     i, j = len(ref), len(hyp)
     while i > 0 or j > 0:
-        if i > 0 and j > 0 and costs[i][j] == costs[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
-            charged[i - 1] += ref[i - 1] != hyp[j - 1]
+        if i > 0 and j > 0 and cost[i][j] == cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
+            ops.append(("match" if ref[i - 1] == hyp[j - 1] else "substitute", i - 1, j - 1))
             i, j = i - 1, j - 1
-        elif i > 0 and costs[i][j] == costs[i - 1][j] + 1:
-            charged[i - 1] += 1
+        elif i > 0 and cost[i][j] == cost[i - 1][j] + 1:
+            ops.append(("delete", i - 1, j))
             i -= 1
         else:
-            charged[max(0, i - 1)] += 1
+            ops.append(("insert", i - 1, j - 1))
             j -= 1
-    return charged
+    return ops[::-1]
 
 
 def _edit_costs(ref: list[str], hyp: list[str]) -> list[list[int]]:
@@ -124,18 +135,7 @@ def words_lost_at_joins(
 def _deletions(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
     """(reference index, index of the hypothesis word it would have preceded) for each
     reference word a minimum-edit alignment deletes."""
-    n, m = len(ref), len(hyp)
-    cost = _edit_costs(ref, hyp)
-    deleted, i, j = [], n, m
-    while i > 0 or j > 0:
-        if i > 0 and j > 0 and cost[i][j] == cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
-            i, j = i - 1, j - 1
-        elif i > 0 and cost[i][j] == cost[i - 1][j] + 1:
-            deleted.append((i - 1, j))
-            i -= 1
-        else:
-            j -= 1
-    return deleted[::-1]
+    return [(i, j) for op, i, j in _alignment(ref, hyp) if op == "delete"]
 
 
 def style_differences(offline: str, hypothesis: str) -> dict[str, int]:
